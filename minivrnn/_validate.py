@@ -1,0 +1,70 @@
+"""Input checks shared by every public function.
+
+A public function validates shapes and dtypes here, in plain Python, *before* any Numba kernel runs, so a
+mistake gives a `ValueError` that names the argument and the shape it should have.
+
+Shape specs are strings of dimension letters, e.g. ``"... K D"``: a leading ``...`` matches any number of
+leading axes (the same ones for every argument), a letter binds a size that must agree across arguments,
+and an integer is a fixed size.
+"""
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_arrays(**specs):
+    """Check ``name=(array, "spec")`` pairs; return the bound sizes as a dict (``"..."`` -> leading shape).
+
+    Every array must be a float32 or float64 ``np.ndarray`` and all must share one dtype.
+    Raises ValueError naming the first argument that does not fit.
+    """
+    sizes = {}
+    dtype = None
+    first = None
+    for name, (array, spec) in specs.items():
+        if not isinstance(array, np.ndarray):
+            raise ValueError(f"{name}: expected a NumPy array, got {type(array).__name__}")
+        if array.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"{name}: expected dtype float32 or float64, got {array.dtype}")
+        if dtype is None:
+            dtype, first = array.dtype, name
+        elif array.dtype != dtype:
+            raise ValueError(f"{name}: expected dtype {dtype} (the dtype of {first}), got {array.dtype}")
+        _match_shape(name, array.shape, spec.split(), sizes)
+    return sizes
+
+
+def _match_shape(name, shape, tokens, sizes):
+    lead = tokens[0] == "..."
+    fixed = tokens[1:] if lead else tokens
+    ok = len(shape) >= len(fixed) if lead else len(shape) == len(fixed)
+    if ok:
+        n_lead = len(shape) - len(fixed)
+        if lead:
+            ok = sizes.setdefault("...", shape[:n_lead]) == shape[:n_lead]
+        for token, size in zip(fixed, shape[n_lead:]):
+            if not ok:
+                break
+            if token.isdigit():
+                ok = int(token) == size
+            else:
+                ok = sizes.setdefault(token, size) == size
+    if not ok:
+        raise ValueError(f"{name}: expected shape {_describe(tokens, sizes)}, got {tuple(shape)}")
+
+
+def _describe(tokens, sizes):
+    """``("...", "K", "D")`` -> ``"(..., K, D) = (4, 3, 2)"`` with the sizes known so far."""
+    letters = "(" + ", ".join(tokens) + ")"
+    values = []
+    for token in tokens:
+        if token == "...":
+            values.extend(str(s) for s in sizes.get("...", ("...",)))
+        elif token.isdigit():
+            values.append(token)
+        else:
+            values.append(str(sizes.get(token, "?")))
+    inner = ", ".join(values)
+    if len(values) == 1:
+        inner += ","
+    return f"{letters} = ({inner})"

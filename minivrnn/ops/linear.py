@@ -1,0 +1,75 @@
+"""Linear layers and ReLU MLPs (the paper's feature extractors phi^x, phi^z, phi^prior, phi^enc, phi^dec).
+
+Weights are stored ``(in, out)`` and applied as ``y = x @ W + b`` (PyTorch's nn.Linear stores W.T).
+Parameters live in plain dicts: a layer is ``{"W", "b"}``; an MLP is ``{"l0.W", "l0.b", "l1.W", ...}``.
+"""
+import numpy as np
+
+from .._validate import check_arrays
+from .activations import relu_backward, relu_forward
+
+
+def init_linear(rng, n_in, n_out, dtype=np.float64):
+    """PyTorch's default nn.Linear initialisation: W, b ~ U(-1/sqrt(n_in), 1/sqrt(n_in))."""
+    bound = 1.0 / np.sqrt(n_in)
+    return {
+        "W": rng.uniform(-bound, bound, size=(n_in, n_out)).astype(dtype),  # (in, out)
+        "b": rng.uniform(-bound, bound, size=(n_out,)).astype(dtype),  # (out,)
+    }
+
+
+def linear_forward(params, x):
+    """y = x @ W + b for x of shape (..., in); returns (y, cache)."""
+    W, b = params["W"], params["b"]
+    check_arrays(x=(x, "... I"), W=(W, "I O"), b=(b, "O"))
+    y = x @ W + b  # (..., out)
+    return y, (x, W)
+
+
+def linear_backward(dy, cache):
+    """Backward of linear_forward: returns (dx, {"W": dW, "b": db})."""
+    x, W = cache
+    dx = dy @ W.T  # (..., in)
+    x2 = x.reshape(-1, x.shape[-1])  # (N, in) with N the product of the leading axes
+    dy2 = dy.reshape(-1, dy.shape[-1])  # (N, out)
+    return dx, {"W": x2.T @ dy2, "b": dy2.sum(axis=0)}
+
+
+def init_mlp(rng, n_in, widths, dtype=np.float64):
+    """An MLP with one ReLU layer per entry of ``widths``: keys ``l{i}.W`` and ``l{i}.b``."""
+    params = {}
+    for i, n_out in enumerate(widths):
+        for key, value in init_linear(rng, n_in, n_out, dtype).items():
+            params[f"l{i}.{key}"] = value
+        n_in = n_out
+    return params
+
+
+def mlp_forward(params, x):
+    """Every layer is Linear then ReLU; returns (y, cache) with y the last layer's activations."""
+    caches = []
+    for i in range(_n_layers(params)):
+        a, linear_cache = linear_forward(layer(params, i), x)
+        x, relu_cache = relu_forward(a)
+        caches.append((linear_cache, relu_cache))
+    return x, caches
+
+
+def mlp_backward(dy, cache):
+    """Backward of mlp_forward, walking the layers in reverse: returns (dx, grads)."""
+    grads = {}
+    for i in reversed(range(len(cache))):
+        linear_cache, relu_cache = cache[i]
+        da = relu_backward(dy, relu_cache)
+        dy, layer_grads = linear_backward(da, linear_cache)
+        grads[f"l{i}.W"], grads[f"l{i}.b"] = layer_grads["W"], layer_grads["b"]
+    return dy, grads
+
+
+def layer(params, i):
+    """The ``{"W", "b"}`` of layer ``i`` of an MLP's parameter dict."""
+    return {"W": params[f"l{i}.W"], "b": params[f"l{i}.b"]}
+
+
+def _n_layers(params):
+    return sum(1 for key in params if key.endswith(".W"))

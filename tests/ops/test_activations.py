@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from minivrnn.gradcheck import gradcheck
+from minivrnn.ops import activations as act
+from tests.reference import activations as ref
+
+PAIRS = {
+    "relu": (act.relu_forward, act.relu_backward),
+    "tanh": (act.tanh_forward, act.tanh_backward),
+    "sigmoid": (act.sigmoid_forward, act.sigmoid_backward),
+    "softplus": (act.softplus_forward, act.softplus_backward),
+    "logsumexp": (act.logsumexp_forward, act.logsumexp_backward),
+    "log_softmax": (act.log_softmax_forward, act.log_softmax_backward),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+@pytest.mark.parametrize("shape", [(1, 1), (3, 4), (2, 3, 5)])
+def test_gradients(name, shape):
+    forward, backward = PAIRS[name]
+    a = np.random.default_rng(0).normal(scale=3.0, size=shape)
+    errors = gradcheck(
+        lambda a: forward(a)[0], lambda dy, a: {"a": backward(dy, forward(a)[1])}, {"a": a}
+    )
+    assert errors["a"] < 1e-6
+
+
+@pytest.mark.parametrize(
+    "name, reference",
+    [("softplus", ref.softplus), ("sigmoid", ref.sigmoid), ("logsumexp", ref.logsumexp)],
+)
+def test_kernels_match_the_reference(name, reference):
+    a = np.random.default_rng(1).normal(scale=20.0, size=(7, 5))
+    np.testing.assert_allclose(PAIRS[name][0](a)[0], reference(a), rtol=1e-10)
+
+
+def test_closed_forms():
+    a = np.array([-2.0, 0.0, 3.0])
+    np.testing.assert_allclose(act.softplus_forward(a)[0], np.log(1 + np.exp(a)), rtol=1e-14)
+    np.testing.assert_allclose(act.sigmoid_forward(a)[0], 1 / (1 + np.exp(-a)), rtol=1e-14)
+    np.testing.assert_allclose(act.logsumexp_forward(a)[0], np.log(np.exp(a).sum()), rtol=1e-14)
+    np.testing.assert_allclose(np.exp(act.log_softmax_forward(a)[0]).sum(), 1.0, rtol=1e-14)
+
+
+def test_float32_in_float32_out():
+    a = np.linspace(-5, 5, 11, dtype=np.float32).reshape(1, 11)
+    for name, (forward, backward) in PAIRS.items():
+        y, cache = forward(a)
+        assert y.dtype == np.float32, name
+        assert backward(np.ones_like(y), cache).dtype == np.float32, name
+
+
+def test_non_contiguous_input():
+    a = np.random.default_rng(2).normal(size=(4, 3)).T  # Fortran order view
+    np.testing.assert_allclose(act.softplus_forward(a)[0], ref.softplus(a), rtol=1e-12)
+    np.testing.assert_allclose(act.sigmoid_forward(a)[0], ref.sigmoid(a), rtol=1e-12)
+    np.testing.assert_allclose(act.logsumexp_forward(a)[0], ref.logsumexp(a), rtol=1e-12)
+
+
+def test_all_minus_infinity_row():
+    assert act.logsumexp_forward(np.full((1, 3), -np.inf))[0][0] == -np.inf
+
+
+def test_bad_dtype_is_a_value_error():
+    with pytest.raises(ValueError, match="a: expected dtype float32 or float64"):
+        act.softplus_forward(np.arange(3))
+
+
+extreme = st.floats(-1e4, 1e4, allow_nan=False)
+
+
+@given(arrays(st.sampled_from([np.float32, np.float64]), st.integers(1, 6), elements=extreme))
+def test_softplus_and_sigmoid_stay_finite_for_extreme_inputs(a):
+    y, slope = act.softplus_forward(a)
+    assert np.all(np.isfinite(y)) and np.all(y >= 0) and np.all(y >= a)
+    assert np.all((slope >= 0) & (slope <= 1))
+    s = act.sigmoid_forward(a)[0]
+    assert np.all(np.isfinite(s)) and s.shape == a.shape
+
+
+@given(
+    arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 6)), elements=extreme),
+    st.floats(-1e4, 1e4),
+)
+def test_logsumexp_is_finite_bounded_and_shift_equivariant(a, c):
+    lse = act.logsumexp_forward(a)[0]
+    assert np.all(np.isfinite(lse)) and lse.shape == a.shape[:1]
+    assert np.all(lse >= a.max(axis=-1)) and np.all(lse <= a.max(axis=-1) + np.log(a.shape[-1]) + 1e-9)
+    np.testing.assert_allclose(act.logsumexp_forward(a + c)[0], lse + c, rtol=1e-9, atol=1e-9)

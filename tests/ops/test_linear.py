@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minivrnn.gradcheck import gradcheck
+from minivrnn.ops.linear import (
+    init_linear,
+    init_mlp,
+    linear_backward,
+    linear_forward,
+    mlp_backward,
+    mlp_forward,
+)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 4, 5), (5, 1, 3, 2)])
+def test_linear_gradients(shape):
+    T, B, I, O = shape
+    rng = np.random.default_rng(0)
+    inputs = {"x": rng.normal(size=(T, B, I)), **init_linear(rng, I, O)}
+
+    def forward(x, W, b):
+        return linear_forward({"W": W, "b": b}, x)[0]
+
+    def backward(dy, x, W, b):
+        dx, grads = linear_backward(dy, linear_forward({"W": W, "b": b}, x)[1])
+        return {"x": dx, **grads}
+
+    errors = gradcheck(forward, backward, inputs)
+    assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("widths", [[1], [4, 3], [5, 5, 2]])
+def test_mlp_gradients(widths):
+    rng = np.random.default_rng(1)
+    params = init_mlp(rng, 3, widths)
+    # Keep pre-activations away from the ReLU kink so central differences never straddle it.
+    x = rng.normal(size=(4, 3))
+
+    def forward(x, **p):
+        return mlp_forward(p, x)[0]
+
+    def backward(dy, x, **p):
+        dx, grads = mlp_backward(dy, mlp_forward(p, x)[1])
+        return {"x": dx, **grads}
+
+    errors = gradcheck(forward, backward, {"x": x, **params})
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_mlp_forward_matches_the_formula():
+    rng = np.random.default_rng(2)
+    params = init_mlp(rng, 3, [4, 2])
+    x = rng.normal(size=(5, 3))
+    h = np.maximum(x @ params["l0.W"] + params["l0.b"], 0)
+    expected = np.maximum(h @ params["l1.W"] + params["l1.b"], 0)
+    np.testing.assert_allclose(mlp_forward(params, x)[0], expected, rtol=1e-12)
+
+
+def test_init_is_seeded_and_has_pytorch_bounds(dtype):
+    a = init_mlp(np.random.default_rng(7), 16, [8, 4], dtype)
+    b = init_mlp(np.random.default_rng(7), 16, [8, 4], dtype)
+    assert sorted(a) == ["l0.W", "l0.b", "l1.W", "l1.b"]
+    assert a["l0.W"].shape == (16, 8) and a["l1.b"].shape == (4,)
+    for k in a:
+        assert a[k].dtype == dtype and np.array_equal(a[k], b[k])
+    assert np.abs(a["l0.W"]).max() <= 1 / np.sqrt(16) and np.abs(a["l1.W"]).max() <= 1 / np.sqrt(8)
+
+
+def test_float32_stays_float32_and_agrees_with_float64():
+    rng = np.random.default_rng(3)
+    p64 = init_mlp(rng, 3, [4])
+    x64 = rng.normal(size=(2, 3))
+    p32 = {k: v.astype(np.float32) for k, v in p64.items()}
+    y32, cache = mlp_forward(p32, x64.astype(np.float32))
+    dx32, g32 = mlp_backward(np.ones_like(y32), cache)
+    assert y32.dtype == dx32.dtype == g32["l0.W"].dtype == np.float32
+    np.testing.assert_allclose(y32, mlp_forward(p64, x64)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_bad_shapes_name_the_argument():
+    params = init_linear(np.random.default_rng(0), 3, 2)
+    with pytest.raises(ValueError, match=r"x: expected shape \(\.\.\., I\)"):
+        linear_forward(params, np.zeros(()))
+    with pytest.raises(ValueError, match=r"W: expected shape \(I, O\) = \(5, \?\), got \(3, 2\)"):
+        linear_forward(params, np.zeros((4, 5)))
+
+
+@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 5))
+def test_shapes_preserved(n, i, o):
+    params = init_linear(np.random.default_rng(0), i, o)
+    y, cache = linear_forward(params, np.ones((n, 2, i)))
+    assert y.shape == (n, 2, o)
+    dx, grads = linear_backward(np.ones_like(y), cache)
+    assert dx.shape == (n, 2, i) and grads["W"].shape == (i, o) and grads["b"].shape == (o,)
