@@ -16,7 +16,7 @@ Example::
 import numpy as np
 
 
-def gradcheck(forward, backward, inputs, wrt=None, *, seed=0, step=1e-6):
+def gradcheck(forward, backward, inputs, wrt=None, *, seed=0, step=1e-5):
     """Worst relative error between ``backward`` and central differences of ``forward``, per input.
 
     forward:  ``forward(**inputs)`` -> an array, or a tuple of arrays.
@@ -48,7 +48,7 @@ def gradcheck(forward, backward, inputs, wrt=None, *, seed=0, step=1e-6):
     return errors
 
 
-def numerical_gradient(forward, inputs, name, dy, step=1e-6):
+def numerical_gradient(forward, inputs, name, dy, step=1e-5):
     """Central-difference gradient of ``sum(dy * forward(**inputs))`` with respect to ``inputs[name]``."""
     grad = np.zeros_like(inputs[name], dtype=np.float64)
     for index in np.ndindex(grad.shape):

@@ -72,4 +72,5 @@ def layer(params, i):
 
 
 def _n_layers(params):
-    return sum(1 for key in params if key.endswith(".W"))
+    """Hidden layers ``l0, l1, ...`` (other keys, such as heads that share a prefix, are not layers)."""
+    return sum(1 for key in params if key.startswith("l") and key.endswith(".W") and key[1:-2].isdigit())

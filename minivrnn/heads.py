@@ -1,0 +1,171 @@
+"""Distribution heads: linear layers from a feature vector to a distribution's parameters, and the
+decoder's output log-likelihood (eq. 2 for the RNN baselines, eq. 5 for the VRNN).
+
+A standard deviation is always ``softplus(a) + sigma_min`` (reference/equations.md, "Closed forms").
+Output kinds: ``"gauss"`` (diagonal Gaussian), ``"gmm"`` (K-component mixture, heads laid out (K, D)
+row-major), ``"pen"`` (bivariate mixture with correlation for (dx, dy) plus a Bernoulli pen-up bit).
+"""
+import numpy as np
+
+from .ops.activations import (
+    sigmoid_forward,
+    softplus_backward,
+    softplus_forward,
+    tanh_backward,
+    tanh_forward,
+)
+from .ops.gaussian import gaussian_logpdf_backward, gaussian_logpdf_forward
+from .ops.gmm import gmm_logpdf_backward, gmm_logpdf_forward
+from .ops.linear import init_linear, linear_backward, linear_forward
+from .ops.pen import (
+    bernoulli_logpmf_backward,
+    bernoulli_logpmf_forward,
+    bivariate_gmm_logpdf_backward,
+    bivariate_gmm_logpdf_forward,
+)
+from .params import add_prefixed, sub
+
+# |rho| <= RHO_MAX: tanh rounds to exactly +-1 for |a| > ~9 in float32, where N2's log-density is undefined.
+RHO_MAX = 1 - 1e-6
+
+# The output heads of each decoder kind, with their widths as a function of (D, K).
+OUTPUT_HEADS = {
+    "gauss": {"mu": lambda D, K: D, "sigma": lambda D, K: D},
+    "gmm": {"logits": lambda D, K: K, "mu": lambda D, K: K * D, "sigma": lambda D, K: K * D},
+    "pen": {
+        "logits": lambda D, K: K,
+        "mu": lambda D, K: 2 * K,
+        "sigma": lambda D, K: 2 * K,
+        "rho": lambda D, K: K,
+        "pen": lambda D, K: 1,
+    },
+}
+
+
+def init_heads(rng, name, n_in, widths, dtype):
+    """Linear heads ``{name}.{head}.W`` and ``.b`` for each ``head: width`` of ``widths``."""
+    params = {}
+    for head, width in widths.items():
+        for key, value in init_linear(rng, n_in, width, dtype).items():
+            params[f"{name}.{head}.{key}"] = value
+    return params
+
+
+def sigma_forward(a, sigma_min):
+    """sigma = softplus(a) + sigma_min: a standard deviation that never falls below the floor."""
+    s, cache = softplus_forward(a)
+    return s + a.dtype.type(sigma_min), cache
+
+
+def sigma_backward(dsigma, cache):
+    return softplus_backward(dsigma, cache)
+
+
+def gaussian_head_forward(params, name, features, sigma_min):
+    """[mu, sigma] = heads of ``name`` on ``features`` (the prior eq. 4, the encoder eq. 8)."""
+    mu, mu_cache = linear_forward(sub(params, f"{name}.mu."), features)
+    a, a_cache = linear_forward(sub(params, f"{name}.sigma."), features)
+    sigma, sigma_cache = sigma_forward(a, sigma_min)
+    return (mu, sigma), (mu_cache, a_cache, sigma_cache, name)
+
+
+def gaussian_head_backward(dmu, dsigma, cache):
+    """Returns (dfeatures, grads) with grads keyed by full parameter names."""
+    mu_cache, a_cache, sigma_cache, name = cache
+    da = sigma_backward(dsigma, sigma_cache)
+    df_a, g_a = linear_backward(da, a_cache)
+    df_mu, g_mu = linear_backward(dmu, mu_cache)
+    grads = add_prefixed({}, f"{name}.mu.", g_mu)
+    add_prefixed(grads, f"{name}.sigma.", g_a)
+    return df_mu + df_a, grads
+
+
+def output_params_forward(params, kind, features, x_dim, n_mix, sigma_min):
+    """The decoder's distribution parameters from its features (N, F); a dict of arrays."""
+    N = features.shape[0]
+    raw, caches = {}, {}
+    for head in OUTPUT_HEADS[kind]:
+        raw[head], caches[head] = linear_forward(sub(params, f"dec.{head}."), features)
+    out = {"mu": raw["mu"]}
+    out["sigma"], caches["sigma_act"] = sigma_forward(raw["sigma"], sigma_min)
+    if kind == "gmm":
+        out["logits"] = raw["logits"]
+        out["mu"] = out["mu"].reshape(N, n_mix, x_dim)  # (N, K, D)
+        out["sigma"] = out["sigma"].reshape(N, n_mix, x_dim)
+    elif kind == "pen":
+        out["logits"] = raw["logits"]
+        out["mu"] = out["mu"].reshape(N, n_mix, 2)  # (N, K, 2)
+        out["sigma"] = out["sigma"].reshape(N, n_mix, 2)
+        t, caches["rho_act"] = tanh_forward(raw["rho"])
+        out["rho"] = t * t.dtype.type(RHO_MAX)  # correlation in (-1, 1), kept off +-1 when tanh saturates
+        out["pen"] = raw["pen"][:, 0]  # (N,) Bernoulli logit of the pen-up bit
+    return out, (caches, kind, N)
+
+
+def output_params_backward(dout, cache):
+    """Backward of output_params_forward: (dfeatures, grads)."""
+    caches, kind, N = cache
+    draw = {"mu": dout["mu"].reshape(N, -1)}
+    draw["sigma"] = sigma_backward(dout["sigma"].reshape(N, -1), caches["sigma_act"])
+    if kind in ("gmm", "pen"):
+        draw["logits"] = dout["logits"]
+    if kind == "pen":
+        draw["rho"] = tanh_backward(dout["rho"] * dout["rho"].dtype.type(RHO_MAX), caches["rho_act"])
+        draw["pen"] = dout["pen"][:, None]
+    dfeatures, grads = 0, {}
+    for head in OUTPUT_HEADS[kind]:
+        df, g = linear_backward(draw[head], caches[head])
+        dfeatures = dfeatures + df
+        add_prefixed(grads, f"dec.{head}.", g)
+    return dfeatures, grads
+
+
+def output_logpdf_forward(out, kind, x):
+    """log p(x_t | ...) per row for the decoder's distribution ``out``; x is (N, D), result (N,)."""
+    if kind == "gauss":
+        return gaussian_logpdf_forward(x, out["mu"], out["sigma"])
+    if kind == "gmm":
+        return gmm_logpdf_forward(x, out["logits"], out["mu"], out["sigma"])
+    xy, e = np.ascontiguousarray(x[:, :2]), np.ascontiguousarray(x[:, 2])
+    logp_xy, xy_cache = bivariate_gmm_logpdf_forward(xy, out["logits"], out["mu"], out["sigma"], out["rho"])
+    logp_e, e_cache = bernoulli_logpmf_forward(e, out["pen"])
+    return logp_xy + logp_e, (xy_cache, e_cache)
+
+
+def output_logpdf_backward(dlogp, kind, cache):
+    """Gradients of the log-likelihood with respect to the distribution parameters (a dict)."""
+    if kind == "gauss":
+        _, dmu, dsigma = gaussian_logpdf_backward(dlogp, cache)
+        return {"mu": dmu, "sigma": dsigma}
+    if kind == "gmm":
+        _, dlogits, dmu, dsigma = gmm_logpdf_backward(dlogp, cache)
+        return {"logits": dlogits, "mu": dmu, "sigma": dsigma}
+    xy_cache, e_cache = cache
+    _, dlogits, dmu, dsigma, drho = bivariate_gmm_logpdf_backward(dlogp, xy_cache)
+    dpen = bernoulli_logpmf_backward(dlogp, e_cache)
+    return {"logits": dlogits, "mu": dmu, "sigma": dsigma, "rho": drho, "pen": dpen}
+
+
+def output_sample(out, kind, rng):
+    """Draw one x per row from the decoder's distribution (generation, eq. 5)."""
+    if kind == "gauss":
+        return out["mu"] + out["sigma"] * rng.standard_normal(out["mu"].shape).astype(out["mu"].dtype)
+    k = _sample_component(out["logits"], rng)  # (N,)
+    rows = np.arange(k.size)
+    mu, sigma = out["mu"][rows, k], out["sigma"][rows, k]  # (N, D) or (N, 2)
+    noise = rng.standard_normal(mu.shape).astype(mu.dtype)
+    if kind == "gmm":
+        return mu + sigma * noise
+    rho = out["rho"][rows, k]
+    # Correlated pair: dy's noise mixes dx's noise with an independent draw (Cholesky of the 2x2 covariance).
+    dx = mu[:, 0] + sigma[:, 0] * noise[:, 0]
+    dy = mu[:, 1] + sigma[:, 1] * (rho * noise[:, 0] + np.sqrt(1 - rho**2) * noise[:, 1])
+    pen_up = rng.random(k.size) < sigmoid_forward(out["pen"])[0]
+    return np.stack([dx, dy, pen_up.astype(mu.dtype)], axis=1)
+
+
+def _sample_component(logits, rng):
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
+    u = rng.random((logits.shape[0], 1))
+    return np.minimum((u > cumulative).sum(axis=1), logits.shape[1] - 1)

@@ -1,0 +1,323 @@
+"""The VRNN and its baselines (the paper's Table 1 rows): configuration, parameters, and the training
+step's forward pass and hand-written backprop through time.
+
+VRNN (eqs. 4-10), per time step t, with h_{t-1} the state before the step:
+    phi_x(x_t)                                   every frame, all rows at once
+    [mu_z, sigma_z] = enc(phi_x(x_t), h_{t-1})   eq. (8)   ┐
+    z_t = mu_z + sigma_z * eps_t                 reparam.  │ the only sequential chain:
+    h_t = f(phi_x(x_t), phi_z(z_t), h_{t-1})     eq. (6)   ┘ a loop over t
+    [mu_0, sigma_0] = prior(h_{t-1})             eq. (4)   all rows at once, after the loop
+    p(x_t | z_t, h_{t-1}) from dec(phi_z(z_t), h_{t-1})   eq. (5)   all rows at once
+    loss = -sum_t [ log p(x_t | ...) - KL(q || p) ] / B   the negative of eq. (10)
+RNN baselines (eqs. 1-2): h_t = f(phi_x(x_t), h_{t-1}); p(x_t | x_<t) from dec(h_{t-1}).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import heads
+from ._validate import check_arrays
+from .ops.gru import gru_cell_backward, gru_cell_forward, init_gru
+from .ops.kl import kl_gaussian_backward, kl_gaussian_forward
+from .ops.linear import init_mlp, mlp_backward, mlp_forward
+from .ops.lstm import init_lstm, lstm_cell_backward, lstm_cell_forward
+from .ops.reparam import reparam_backward, reparam_forward
+from .params import add_prefixed, sub
+
+MODELS = ("vrnn-gauss", "vrnn-gmm", "vrnn-i-gauss", "rnn-gauss", "rnn-gmm")
+
+
+@dataclass(frozen=True)
+class VRNNConfig:
+    x_dim: int  # D: size of one frame x_t
+    z_dim: int = 16  # Z: size of the latent z_t (unused by the RNN baselines)
+    h_dim: int = 64  # H: size of the recurrent state h_t
+    feat_dim: int = 64  # F: width of every hidden layer of every feature extractor
+    n_layers: int = 1  # hidden (ReLU) layers in each of phi_x, phi_z, prior, enc, dec
+    model: str = "vrnn-gauss"  # one of MODELS (the paper's Table 1 rows)
+    n_mix: int = 1  # K: mixture components of a GMM or pen output
+    sigma_min: float = 1e-3  # floor added to every standard deviation: softplus(a) + sigma_min
+    cell: str = "gru"  # the recurrence f: "gru" (PyTorch GRUCell) or "lstm" (PyTorch LSTMCell)
+    output: str = "auto"  # "auto" follows `model` (gauss or gmm); "pen" for (dx, dy, pen_up) strokes
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"model: expected one of {', '.join(MODELS)}, got {self.model!r}")
+        if self.cell not in ("gru", "lstm"):
+            raise ValueError(f"cell: expected 'gru' or 'lstm', got {self.cell!r}")
+        if self.output not in ("auto", "pen"):
+            raise ValueError(f"output: expected 'auto' or 'pen', got {self.output!r}")
+        if self.output == "pen" and self.x_dim != 3:
+            raise ValueError(f"x_dim: the pen output needs x_dim = 3 (dx, dy, pen_up), got {self.x_dim}")
+        for name in ("x_dim", "z_dim", "h_dim", "feat_dim", "n_layers", "n_mix"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if not self.sigma_min > 0:
+            raise ValueError(f"sigma_min: expected > 0, got {self.sigma_min}")
+
+    @property
+    def latent(self):
+        """True for the VRNN variants, which have z_t."""
+        return self.model.startswith("vrnn")
+
+    @property
+    def learned_prior(self):
+        """True when the prior is phi^prior(h_{t-1}) (eq. 4), False for VRNN-I's N(0, I)."""
+        return self.model in ("vrnn-gauss", "vrnn-gmm")
+
+    @property
+    def output_kind(self):
+        """"gauss", "gmm" or "pen"."""
+        if self.output == "pen":
+            return "pen"
+        return "gmm" if self.model.endswith("gmm") else "gauss"
+
+    @property
+    def n_state(self):
+        """Arrays in the recurrent state: (h,) for the GRU, (h, c) for the LSTM."""
+        return 1 if self.cell == "gru" else 2
+
+
+def init_params(config, seed=0, dtype=np.float64):
+    """All parameters, named as in the public contract (design.md), seeded from ``seed``."""
+    rng = np.random.default_rng(seed)
+    D, Z, H, F, K = config.x_dim, config.z_dim, config.h_dim, config.feat_dim, config.n_mix
+    widths = [F] * config.n_layers
+    params = {}
+
+    def add_mlp(name, n_in):
+        params.update({f"{name}.{k}": v for k, v in init_mlp(rng, n_in, widths, dtype).items()})
+
+    add_mlp("phi_x", D)
+    if config.latent:
+        add_mlp("phi_z", Z)
+        if config.learned_prior:
+            add_mlp("prior", H)
+            params.update(heads.init_heads(rng, "prior", F, {"mu": Z, "sigma": Z}, dtype))
+        add_mlp("enc", F + H)
+        params.update(heads.init_heads(rng, "enc", F, {"mu": Z, "sigma": Z}, dtype))
+        add_mlp("dec", F + H)
+        cell_in = 2 * F
+    else:
+        add_mlp("dec", H)
+        cell_in = F
+    out = {head: width(D, K) for head, width in heads.OUTPUT_HEADS[config.output_kind].items()}
+    params.update(heads.init_heads(rng, "dec", F, out, dtype))
+    init_cell = init_gru if config.cell == "gru" else init_lstm
+    params.update({f"{config.cell}.{k}": v for k, v in init_cell(rng, cell_in, H, dtype).items()})
+    return params
+
+
+def initial_state(config, batch_size, dtype=np.float64):
+    """h_0 = 0 (and c_0 = 0 for the LSTM): a tuple of (B, H) arrays."""
+    return tuple(np.zeros((batch_size, config.h_dim), dtype=dtype) for _ in range(config.n_state))
+
+
+def loss_and_grads(params, config, x, mask, eps, *, state0=None, kl_weight=1.0):
+    """The negative ELBO (eq. 10; eq. 2's negative log-likelihood for the RNN baselines) and its gradients.
+
+    x (T, B, D), mask (T, B) of 0/1, eps (T, B, Z) (None for the RNN baselines). The loss is summed over time
+    and data dimensions and averaged over the B sequences. ``state0`` carries the state between chunks for
+    truncated BPTT; ``kl_weight`` scales the KL term (KL warm-up). Returns (loss, grads).
+    """
+    result, cache = forward(params, config, x, mask, eps, state0=state0, kl_weight=kl_weight)
+    return result["loss"], backward(cache)
+
+
+def forward(params, config, x, mask, eps, *, state0=None, kl_weight=1.0):
+    """The training step's forward pass. Returns (result, cache); result holds the loss, the per-step
+    reconstruction ``nll`` and ``kl`` (T, B) (zeros on padded steps) and the ``final_state``."""
+    T, B = _check_inputs(params, config, x, mask, eps, state0)
+    state0 = initial_state(config, B, x.dtype) if state0 is None else tuple(state0)
+    px, px_cache = mlp_forward(sub(params, "phi_x."), x)  # (T, B, F), every frame at once
+    if config.latent:
+        loop, h_prevs, dec_in, state = _vrnn_loop_forward(params, config, px, mask, eps, state0)
+        q_mu, q_sigma = loop["q_mu"], loop["q_sigma"]  # (T, B, Z)
+        prior, p_mu, p_sigma = _prior_forward(params, config, h_prevs)
+        kl, kl_cache = kl_gaussian_forward(q_mu, q_sigma, p_mu, p_sigma)  # (T, B)
+    else:
+        h_prevs, state, cell_caches = _rnn_loop_forward(params, config, px, mask, state0)
+        dec_in, loop, prior, kl, kl_cache = h_prevs, {"cell": cell_caches}, None, np.zeros_like(mask), None
+    hd, dec_cache = mlp_forward(sub(params, "dec."), dec_in.reshape(T * B, -1))  # (T*B, F)
+    kind = config.output_kind
+    out, out_cache = heads.output_params_forward(params, kind, hd, config.x_dim, config.n_mix, config.sigma_min)
+    logp, logp_cache = heads.output_logpdf_forward(out, kind, x.reshape(T * B, -1))
+    logp = logp.reshape(T, B)
+    nll, kl = -logp * mask, kl * mask
+    loss = (nll.sum() + kl_weight * kl.sum()) / B
+    result = {"loss": float(loss), "nll": nll, "kl": kl, "final_state": state}
+    if config.latent:  # the two Gaussians of each step, for importance sampling (evaluation.py)
+        result.update(q_mu=q_mu, q_sigma=q_sigma, p_mu=p_mu, p_sigma=p_sigma)
+    cache = dict(config=config, T=T, B=B, mask=mask, kl_weight=kl_weight, px_cache=px_cache, loop=loop,
+                 prior=prior, kl_cache=kl_cache, dec_cache=dec_cache, out_cache=out_cache,
+                 logp_cache=logp_cache)
+    return result, cache
+
+
+def backward(cache):
+    """Backprop through time for ``forward``: the gradients of the loss, keyed like ``params``."""
+    config, T, B, mask = cache["config"], cache["T"], cache["B"], cache["mask"]
+    grads = {}
+    dlogp = (-mask / B).reshape(T * B)  # d loss / d log p(x_t)
+    dout = heads.output_logpdf_backward(dlogp, config.output_kind, cache["logp_cache"])
+    dhd, g = heads.output_params_backward(dout, cache["out_cache"])
+    add_prefixed(grads, "", g)
+    ddec_in, g = mlp_backward(dhd, cache["dec_cache"])
+    add_prefixed(grads, "dec.", g)
+    if config.latent:
+        F = config.feat_dim
+        ddec_in = ddec_in.reshape(T, B, -1)
+        dpz, dh_prevs = ddec_in[..., :F], ddec_in[..., F:]  # dec saw [phi_z(z_t), h_{t-1}]
+        dkl = cache["kl_weight"] * mask / B
+        dq_mu, dq_sigma, dp_mu, dp_sigma = kl_gaussian_backward(dkl, cache["kl_cache"])
+        dh_prevs = dh_prevs + _prior_backward(dp_mu, dp_sigma, cache["prior"], grads)
+        dpx = _vrnn_loop_backward(cache["loop"], config, mask, dpz, dh_prevs, dq_mu,
+                                  dq_sigma, grads)
+    else:
+        dh_prevs = ddec_in.reshape(T, B, -1)  # dec saw h_{t-1}
+        dpx = _rnn_loop_backward(cache["loop"]["cell"], config, mask, dh_prevs, grads)
+    _, g = mlp_backward(dpx, cache["px_cache"])
+    add_prefixed(grads, "phi_x.", g)
+    return grads
+
+
+# --- the recurrence f (eqs. 1 and 6), one step, for either cell --------------------------------------
+
+def _cell_forward(params, config, x, state):
+    if config.cell == "gru":
+        h, cache = gru_cell_forward(sub(params, "gru."), x, state[0])
+        return (h,), cache
+    (h, c), cache = lstm_cell_forward(sub(params, "lstm."), x, state[0], state[1])
+    return (h, c), cache
+
+
+def _cell_backward(config, dstate, cache):
+    """Returns (dx, dstate_prev, grads keyed by full names)."""
+    if config.cell == "gru":
+        dx, dh, g = gru_cell_backward(dstate[0], cache)
+        return dx, (dh,), add_prefixed({}, "gru.", g)
+    dx, dh, dc, g = lstm_cell_backward(dstate, cache)
+    return dx, (dh, dc), add_prefixed({}, "lstm.", g)
+
+
+def _masked_step(new_state, state, m):
+    """Padded steps (m = 0) leave the state where it was: s_t = s_{t-1} + m (s_new - s_{t-1})."""
+    return tuple(s + m[:, None] * (n - s) for n, s in zip(new_state, state))
+
+
+def _masked_step_backward(dstate, m):
+    """Returns (d new_state, d state) for _masked_step."""
+    return tuple(d * m[:, None] for d in dstate), tuple(d * (1 - m[:, None]) for d in dstate)
+
+
+# --- RNN baselines, eqs. (1)-(2) ------------------------------------------------------------------------
+
+def _rnn_loop_forward(params, config, px, mask, state):
+    T = px.shape[0]
+    h_prevs = np.empty(px.shape[:2] + (config.h_dim,), dtype=px.dtype)  # (T, B, H)
+    caches = []
+    for t in range(T):
+        h_prevs[t] = state[0]
+        new_state, cell_cache = _cell_forward(params, config, px[t], state)
+        state = _masked_step(new_state, state, mask[t])
+        caches.append(cell_cache)
+    return h_prevs, state, caches
+
+
+def _rnn_loop_backward(cell_caches, config, mask, dh_prevs, grads):
+    T, B, _ = dh_prevs.shape
+    dpx = []
+    dstate = tuple(np.zeros_like(dh_prevs[0]) for _ in range(config.n_state))
+    for t in reversed(range(T)):
+        dnew, dkeep = _masked_step_backward(dstate, mask[t])
+        dx, dprev, g = _cell_backward(config, dnew, cell_caches[t])
+        add_prefixed(grads, "", g)
+        dstate = tuple(a + b for a, b in zip(dprev, dkeep))
+        dstate = (dstate[0] + dh_prevs[t],) + dstate[1:]  # dec read h_{t-1}
+        dpx.append(dx)
+    return np.stack(dpx[::-1])  # (T, B, F)
+
+
+# --- VRNN, eqs. (4)-(10) --------------------------------------------------------------------------------
+
+def _vrnn_loop_forward(params, config, px, mask, eps, state):
+    """The sequential chain: encoder (8) -> z_t -> phi_z -> recurrence (6)."""
+    T, B, F = px.shape
+    h_prevs = np.empty((T, B, config.h_dim), dtype=px.dtype)  # (T, B, H)
+    pz = np.empty((T, B, F), dtype=px.dtype)  # phi_z(z_t)
+    q_mu = np.empty((T, B, config.z_dim), dtype=px.dtype)
+    q_sigma = np.empty_like(q_mu)
+    steps = []
+    for t in range(T):
+        h_prevs[t] = state[0]
+        he, enc_cache = mlp_forward(sub(params, "enc."), np.concatenate([px[t], state[0]], axis=1))
+        (q_mu[t], q_sigma[t]), head_cache = heads.gaussian_head_forward(params, "enc", he, config.sigma_min)
+        z, z_cache = reparam_forward(q_mu[t], q_sigma[t], eps[t])
+        pz[t], pz_cache = mlp_forward(sub(params, "phi_z."), z)
+        new_state, cell_cache = _cell_forward(params, config, np.concatenate([px[t], pz[t]], axis=1), state)
+        state = _masked_step(new_state, state, mask[t])
+        steps.append((enc_cache, head_cache, z_cache, pz_cache, cell_cache))
+    dec_in = np.concatenate([pz, h_prevs], axis=2)  # (T, B, F + H)
+    return {"steps": steps, "q_mu": q_mu, "q_sigma": q_sigma}, h_prevs, dec_in, state
+
+
+def _vrnn_loop_backward(loop, config, mask, dpz, dh_prevs, dq_mu, dq_sigma, grads):
+    """Backprop through time along the chain, newest step first; returns d phi_x(x) (T, B, F)."""
+    T, B, F = dpz.shape
+    dpx = np.empty((T, B, F), dtype=dpz.dtype)
+    dstate = tuple(np.zeros_like(dh_prevs[0]) for _ in range(config.n_state))
+    for t in reversed(range(T)):
+        enc_cache, head_cache, z_cache, pz_cache, cell_cache = loop["steps"][t]
+        dnew, dkeep = _masked_step_backward(dstate, mask[t])
+        dcell_in, dprev, g = _cell_backward(config, dnew, cell_cache)
+        add_prefixed(grads, "", g)
+        dz, g = mlp_backward(dcell_in[:, F:] + dpz[t], pz_cache)  # phi_z(z_t) fed the cell and dec
+        add_prefixed(grads, "phi_z.", g)
+        dmu, dsigma, _ = reparam_backward(dz, z_cache)
+        dhe, g = heads.gaussian_head_backward(dmu + dq_mu[t], dsigma + dq_sigma[t], head_cache)
+        add_prefixed(grads, "", g)
+        denc_in, g = mlp_backward(dhe, enc_cache)
+        add_prefixed(grads, "enc.", g)
+        dpx[t] = dcell_in[:, :F] + denc_in[:, :F]
+        dh = dprev[0] + dkeep[0] + dh_prevs[t] + denc_in[:, F:]  # every reader of h_{t-1}
+        dstate = (dh,) + tuple(a + b for a, b in zip(dprev[1:], dkeep[1:]))
+    return dpx
+
+
+def _prior_forward(params, config, h_prevs):
+    """[mu_0, sigma_0] = phi^prior(h_{t-1}) (eq. 4), or N(0, I) for VRNN-I."""
+    T, B, _ = h_prevs.shape
+    if not config.learned_prior:
+        zeros = np.zeros((T, B, config.z_dim), dtype=h_prevs.dtype)
+        return None, zeros, zeros + 1
+    hp, mlp_cache = mlp_forward(sub(params, "prior."), h_prevs)
+    (mu, sigma), head_cache = heads.gaussian_head_forward(params, "prior", hp, config.sigma_min)
+    return (mlp_cache, head_cache), mu, sigma
+
+
+def _prior_backward(dmu, dsigma, prior, grads):
+    """Adds the prior's parameter gradients into ``grads``; returns d h_{t-1} (T, B, H), or 0 for VRNN-I."""
+    if prior is None:
+        return 0
+    mlp_cache, head_cache = prior
+    dhp, g = heads.gaussian_head_backward(dmu, dsigma, head_cache)
+    add_prefixed(grads, "", g)
+    dh, g = mlp_backward(dhp, mlp_cache)
+    add_prefixed(grads, "prior.", g)
+    return dh
+
+
+def _check_inputs(params, config, x, mask, eps, state0):
+    specs = {"x": (x, f"T B {config.x_dim}"), "mask": (mask, "T B")}
+    if config.latent:
+        if eps is None:
+            raise ValueError(f"eps: expected shape (T, B, {config.z_dim}) for {config.model}, got None")
+        specs["eps"] = (eps, f"T B {config.z_dim}")
+    for i, s in enumerate(state0 or ()):
+        specs[f"state0[{i}]"] = (s, f"B {config.h_dim}")
+    sizes = check_arrays(**specs)
+    if params["phi_x.l0.W"].dtype != x.dtype:
+        raise ValueError(f"x: expected dtype {params['phi_x.l0.W'].dtype} (the parameters' dtype), got {x.dtype}")
+    if state0 is not None and len(state0) != config.n_state:
+        raise ValueError(f"state0: expected {config.n_state} arrays for cell={config.cell!r}, got {len(state0)}")
+    return sizes["T"], sizes["B"]

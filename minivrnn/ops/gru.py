@@ -1,0 +1,208 @@
+"""The GRU recurrence h_t = f_theta(x_t, h_{t-1}) of eqs. (1) and (6), in PyTorch's GRUCell convention.
+
+reference/equations.md, "GRU convention" (u is the update gate, which PyTorch calls z):
+    r  = sigmoid(x W_ir + b_ir + h W_hr + b_hr)
+    u  = sigmoid(x W_iz + b_iz + h W_hz + b_hz)
+    n  = tanh(x W_in + b_in + r * (h W_hn + b_hn))
+    h' = (1 - u) * n + u * h
+
+For speed the three gates' weights sit side by side (``pack``): W_i = [W_ir | W_iz | W_in] (I, 3H) and
+W_h (H, 3H). Over a sequence, the input side a_i = x @ W_i + b_i of every step is one matrix product over
+all T*B rows before the time loop; only a_h = h @ W_h + b_h and the gate arithmetic run inside it.
+Backward mirrors this: a reverse-time kernel gives the pre-activation gradients of every step, then each
+weight gradient is one product over all T*B rows. ``_gru_gates_step`` and ``_gru_gates_step_backward``
+hold the per-step arithmetic, so that a fused model kernel can call them too.
+"""
+import numpy as np
+from numba import njit
+
+from .._validate import check_arrays
+
+GATES = ("r", "z", "n")  # PyTorch's gate names, in their packed order
+KEYS = tuple(f"{p}{g}" for p in ("W_i", "W_h", "b_i", "b_h") for g in GATES)  # W_ir, ..., b_hn
+
+
+def init_gru(rng, n_in, n_hidden, dtype=np.float64):
+    """PyTorch's GRUCell initialisation: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H))."""
+    bound = 1.0 / np.sqrt(n_hidden)
+    shapes = {"W_i": (n_in, n_hidden), "W_h": (n_hidden, n_hidden), "b_i": (n_hidden,), "b_h": (n_hidden,)}
+    return {k: rng.uniform(-bound, bound, size=shapes[k[:3]]).astype(dtype) for k in KEYS}
+
+
+def pack(params):
+    """The gates side by side: returns W_i (I, 3H), W_h (H, 3H), b_i (3H,), b_h (3H,), blocks [r | z | n]."""
+    return tuple(np.concatenate([params[p + g] for g in GATES], axis=-1)
+                 for p in ("W_i", "W_h", "b_i", "b_h"))
+
+
+def unpack(W_i, W_h, b_i, b_h):
+    """The inverse of ``pack`` (used on gradients): the 12 named arrays, each C-contiguous."""
+    out = {}
+    for p, packed in zip(("W_i", "W_h", "b_i", "b_h"), (W_i, W_h, b_i, b_h)):
+        for g, part in zip(GATES, np.split(packed, 3, axis=-1)):
+            out[p + g] = np.ascontiguousarray(part)
+    return out
+
+
+def _param_specs(params):
+    """check_arrays specs for the parameters; they come first, so a wrong x or h is the one named."""
+    return {k: (params[k], {"W_i": "I H", "W_h": "H H"}.get(k[:3], "H")) for k in KEYS}
+
+
+# ----------------------------------------------------------------------------------------------- one step
+
+
+def gru_cell_forward(params, x, h):
+    """One GRU step h' = f_theta(x, h), eq. (6); x (B, I), h (B, H); returns (h_new, cache)."""
+    check_arrays(**_param_specs(params), x=(x, "B I"), h=(h, "B H"))
+    W_i, W_h, b_i, b_h = pack(params)
+    h = np.ascontiguousarray(h)
+    a_i = x @ W_i + b_i  # (B, 3H)
+    a_h = h @ W_h + b_h  # (B, 3H)
+    gates, h_new = np.empty_like(a_i), np.empty_like(h)
+    _gru_gates_step(a_i, a_h, h, gates, h_new)
+    return h_new, (x, h, W_i, W_h, a_h, gates)
+
+
+def gru_cell_backward(dh_new, cache):
+    """Backward of gru_cell_forward: returns (dx, dh, grads)."""
+    x, h, W_i, W_h, a_h, gates = cache
+    check_arrays(h=(h, "B H"), dh_new=(dh_new, "B H"))
+    da_i, da_h, dh = np.empty_like(a_h), np.empty_like(a_h), np.empty_like(h)
+    _gru_gates_step_backward(np.ascontiguousarray(dh_new), a_h, h, gates, da_i, da_h, dh)
+    dx = da_i @ W_i.T  # a_i = x @ W_i + b_i
+    dh += da_h @ W_h.T  # a_h = h @ W_h + b_h
+    return dx, dh, unpack(x.T @ da_i, h.T @ da_h, da_i.sum(axis=0), da_h.sum(axis=0))
+
+
+# --------------------------------------------------------------------------------------- a whole sequence
+
+
+def gru_sequence_forward(params, xs, h0, mask=None):
+    """Run the GRU over time, eq. (6): hs[t] is the state after step t; returns (hs, cache).
+
+    xs (T, B, I), h0 (B, H); mask (T, B) of 0/1 or None: where mask[t, b] == 0 the state does not move
+    (hs[t, b] = hs[t-1, b]), for padded variable-length batches.
+    """
+    masks = {} if mask is None else {"mask": (mask, "T B")}
+    check_arrays(**_param_specs(params), xs=(xs, "T B I"), h0=(h0, "B H"), **masks)
+    (T, B, I), H = xs.shape, h0.shape[1]
+    mask = np.ones((T, B), xs.dtype) if mask is None else np.ascontiguousarray(mask)
+    W_i, W_h, b_i, b_h = pack(params)
+    a_i = (xs.reshape(T * B, I) @ W_i + b_i).reshape(T, B, 3 * H)  # the input side of every step at once
+    hs = np.empty((T, B, H), xs.dtype)
+    a_h = np.empty((T, B, 3 * H), xs.dtype)  # h_{t-1} @ W_h + b_h of every step, kept for backward
+    gates = np.empty((T, B, 3 * H), xs.dtype)  # [r | u | n] of every step
+    _gru_forward_kernel(a_i, np.ascontiguousarray(h0), W_h, b_h, mask, hs, a_h, gates)
+    return hs, (xs, h0, hs, mask, W_i, W_h, a_h, gates)
+
+
+def gru_sequence_backward(dhs, cache):
+    """Backprop through time for gru_sequence_forward: returns (dxs (T, B, I), dh0 (B, H), grads)."""
+    xs, h0, hs, mask, W_i, W_h, a_h, gates = cache
+    check_arrays(hs=(hs, "T B H"), dhs=(dhs, "T B H"))
+    (T, B, I), H = xs.shape, h0.shape[1]
+    h_prev = np.concatenate([h0[None], hs[:-1]])  # (T, B, H): the state each step started from
+    da_i, da_h = np.empty_like(a_h), np.empty_like(a_h)  # (T, B, 3H)
+    dh0 = np.zeros((B, H), xs.dtype)
+    _gru_backward_kernel(np.ascontiguousarray(dhs), mask, h_prev, a_h, gates, np.ascontiguousarray(W_h.T),
+                         da_i, da_h, dh0)
+    # Every weight gradient is one product over all T*B rows.
+    x2, h2 = xs.reshape(T * B, I), h_prev.reshape(T * B, H)
+    da_i2, da_h2 = da_i.reshape(T * B, 3 * H), da_h.reshape(T * B, 3 * H)
+    dxs = (da_i2 @ W_i.T).reshape(T, B, I)
+    return dxs, dh0, unpack(x2.T @ da_i2, h2.T @ da_h2, da_i2.sum(axis=0), da_h2.sum(axis=0))
+
+
+# ------------------------------------------------------------------------------------------ Numba kernels
+
+
+@njit(cache=True)
+def _sigmoid(a, one):
+    """1 / (1 + exp(-a)) of a scalar without overflow (exp(-|a|) is in (0, 1]); ``one`` is 1 in a's dtype."""
+    e = np.exp(-abs(a))
+    return one / (one + e) if a >= 0 else e / (one + e)
+
+
+@njit(cache=True)
+def _gru_gates_step(a_i, a_h, h, gates, h_new):
+    """GRU convention from the pre-activations a_i, a_h (B, 3H): writes gates = [r | u | n] and h_new."""
+    B, H = h.shape
+    one = h.dtype.type(1.0)
+    for b in range(B):
+        for j in range(H):
+            r = _sigmoid(a_i[b, j] + a_h[b, j], one)
+            u = _sigmoid(a_i[b, H + j] + a_h[b, H + j], one)
+            n = np.tanh(a_i[b, 2 * H + j] + r * a_h[b, 2 * H + j])
+            h_new[b, j] = (one - u) * n + u * h[b, j]
+            gates[b, j], gates[b, H + j], gates[b, 2 * H + j] = r, u, n
+
+
+@njit(cache=True)
+def _gru_gates_step_backward(dh_new, a_h, h, gates, da_i, da_h, dh):
+    """Backward of _gru_gates_step, line by line in reverse: writes da_i, da_h (B, 3H) and dh = dh_new * u
+    (the direct path only; the caller adds da_h @ W_h.T)."""
+    B, H = h.shape
+    one = h.dtype.type(1.0)
+    for b in range(B):
+        for j in range(H):
+            r, u, n = gates[b, j], gates[b, H + j], gates[b, 2 * H + j]
+            dn = dh_new[b, j] * (one - u)  # h' = (1 - u) * n + u * h
+            du = dh_new[b, j] * (h[b, j] - n)
+            dh[b, j] = dh_new[b, j] * u
+            da_n = dn * (one - n * n)  # n = tanh(a_n)
+            dr = da_n * a_h[b, 2 * H + j]  # a_n = a_i[n] + r * a_h[n]
+            da_i[b, 2 * H + j] = da_n
+            da_h[b, 2 * H + j] = da_n * r
+            da_u = du * u * (one - u)  # u = sigmoid(a_i[u] + a_h[u])
+            da_i[b, H + j] = da_h[b, H + j] = da_u
+            da_r = dr * r * (one - r)  # r = sigmoid(a_i[r] + a_h[r])
+            da_i[b, j] = da_h[b, j] = da_r
+
+
+@njit(cache=True)
+def _masked_update(m, new, old, out):
+    """out = m * new + (1 - m) * old, row b weighted by m[b] in {0, 1}: a padded row keeps ``old`` exactly."""
+    one = out.dtype.type(1.0)
+    for b in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[b, j] = m[b] * new[b, j] + (one - m[b]) * old[b, j]
+
+
+@njit(cache=True)
+def _masked_update_backward(m, dout, dnew, dold):
+    """Backward of _masked_update: dnew = m * dout, dold = (1 - m) * dout."""
+    one = dout.dtype.type(1.0)
+    for b in range(dout.shape[0]):
+        for j in range(dout.shape[1]):
+            dnew[b, j] = m[b] * dout[b, j]
+            dold[b, j] = (one - m[b]) * dout[b, j]
+
+
+@njit(cache=True)
+def _gru_forward_kernel(a_i, h0, W_h, b_h, mask, hs, a_h, gates):
+    """The time loop: per step a_h[t] = h_{t-1} @ W_h + b_h, the gates, then the masked update into hs[t]."""
+    h = h0
+    h_new = np.empty_like(h0)  # (B, H)
+    for t in range(hs.shape[0]):
+        np.dot(h, W_h, a_h[t])  # (B, 3H)
+        a_h[t] += b_h
+        _gru_gates_step(a_i[t], a_h[t], h, gates[t], h_new)
+        _masked_update(mask[t], h_new, h, hs[t])  # hs[t] = m * h' + (1 - m) * h_{t-1}
+        h = hs[t]
+
+
+@njit(cache=True)
+def _gru_backward_kernel(dhs, mask, h_prev, a_h, gates, W_hT, da_i, da_h, dh):
+    """_gru_forward_kernel's loop in reverse. ``dh`` (zeros on entry) carries d loss / d h_t back in time
+    and ends as dh0; writes the pre-activation gradients da_i, da_h (T, B, 3H) of every step."""
+    dh_new, dh_old = np.empty_like(dh), np.empty_like(dh)  # (B, H)
+    dh_gates, dh_matmul = np.empty_like(dh), np.empty_like(dh)
+    for t in range(dhs.shape[0] - 1, -1, -1):
+        dh += dhs[t]  # h_t is also an output of the sequence
+        _masked_update_backward(mask[t], dh, dh_new, dh_old)
+        _gru_gates_step_backward(dh_new, a_h[t], h_prev[t], gates[t], da_i[t], da_h[t], dh_gates)
+        np.dot(da_h[t], W_hT, dh_matmul)  # a_h = h_{t-1} @ W_h + b_h
+        dh[:] = dh_old  # h_{t-1} reaches the loss by three paths
+        dh += dh_gates
+        dh += dh_matmul

@@ -1,0 +1,57 @@
+"""KL(q || p) between diagonal Gaussians, the KL term of the ELBO, eq. (10) (and eq. (3)).
+
+reference/equations.md gives, per dimension,
+    log(s_p / s_q) + (s_q^2 + (mu_q - mu_p)^2) / (2 s_p^2) - 1/2.
+With v = log(s_q / s_p) and t = (mu_q - mu_p) / s_p this is the same number written as
+    0.5 * (expm1(2 v) - 2 v + t^2),
+which is what we compute: expm1(2 v) >= 2 v holds even after rounding (2 v is exact), so every term,
+and hence the KL, is >= 0 in float32 too, and it is exactly 0 when q equals p.
+"""
+import numpy as np
+from numba import njit
+
+from .._validate import check_arrays
+
+
+def kl_gaussian_forward(mu_q, sigma_q, mu_p, sigma_p):
+    """KL(N(mu_q, sigma_q^2) || N(mu_p, sigma_p^2)) summed over the last axis: (..., Z) x4 -> (...)."""
+    check_arrays(
+        mu_q=(mu_q, "... Z"), sigma_q=(sigma_q, "... Z"), mu_p=(mu_p, "... Z"), sigma_p=(sigma_p, "... Z")
+    )
+    Z = mu_q.shape[-1]
+    kl = np.empty(mu_q.shape[:-1], dtype=mu_q.dtype)  # (...)
+    rows = [np.ascontiguousarray(a).reshape(-1, Z) for a in (mu_q, sigma_q, mu_p, sigma_p)]  # 4 x (N, Z)
+    _kl_gaussian_kernel(*rows, kl.reshape(-1))
+    return kl, (mu_q, sigma_q, mu_p, sigma_p)
+
+
+def kl_gaussian_backward(dkl, cache):
+    """Backward of kl_gaussian_forward: returns (dmu_q, dsigma_q, dmu_p, dsigma_p)."""
+    mu_q, sigma_q, mu_p, sigma_p = cache
+    v = np.log(sigma_q / sigma_p)  # (..., Z) log of the ratio of standard deviations
+    t = (mu_q - mu_p) / sigma_p  # (..., Z) the gap of the means in units of sigma_p
+    # kl = sum_z 0.5 * (expm1(2 v) - 2 v + t^2)
+    dkl = dkl[..., None]  # (..., 1): every z receives its row's gradient
+    dv = dkl * np.expm1(2 * v)
+    dt = dkl * t
+    # t = (mu_q - mu_p) / sigma_p
+    dmu_q = dt / sigma_p
+    dmu_p = -dmu_q
+    dsigma_p = -dt * t / sigma_p
+    # v = log sigma_q - log sigma_p
+    dsigma_q = dv / sigma_q
+    dsigma_p = dsigma_p - dv / sigma_p
+    return dmu_q, dsigma_q, dmu_p, dsigma_p
+
+
+@njit(cache=True)
+def _kl_gaussian_kernel(mu_q, sigma_q, mu_p, sigma_p, kl):
+    """kl[n] = sum_z 0.5 * (expm1(2 v) - 2 v + t^2) for arrays of shape (N, Z) -> (N,)."""
+    two, half = mu_q.dtype.type(2.0), mu_q.dtype.type(0.5)
+    for n in range(mu_q.shape[0]):
+        total = mu_q.dtype.type(0.0)
+        for z in range(mu_q.shape[1]):
+            v = np.log(sigma_q[n, z] / sigma_p[n, z])
+            t = (mu_q[n, z] - mu_p[n, z]) / sigma_p[n, z]
+            total += np.expm1(two * v) - two * v + t * t
+        kl[n] = half * total

@@ -1,0 +1,64 @@
+"""PNG plots of a training run: the training curve, the per-time-step KL, samples beside real data."""
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no screen needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_training_curve(history, path):
+    """Training loss per step and the validation bound per epoch (both: negative ELBO per sequence)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = [h["step"] for h in history]
+    ax.plot(steps, [h["train_loss"] for h in history], label="train (epoch mean)")
+    ax.plot(steps, [h["valid_loss"] for h in history], "o-", ms=3, label="validation")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("-ELBO per sequence (nats)")
+    ax.legend()
+    ax.set_title("Training curve")
+    _save(fig, path)
+
+
+def plot_kl_per_step(kl_per_step, path):
+    """Mean KL(q(z_t | ...) || p(z_t | ...)) at each time step (the KL term of eq. 10)."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(np.arange(1, len(kl_per_step) + 1), kl_per_step)
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("KL (nats)")
+    ax.set_title("Per-time-step KL between posterior and prior, validation data")
+    _save(fig, path)
+
+
+def plot_samples(real, generated, kind, path, frame_size=None):
+    """Real sequences (left) beside generated ones (right); each a (T, D) array in data units."""
+    n = min(len(real), len(generated), 3)
+    fig, axes = plt.subplots(n, 2, figsize=(8, 1.8 * n + 0.6), squeeze=False)
+    for row in range(n):
+        for col, (name, seqs) in enumerate((("real", real), ("generated", generated))):
+            ax = axes[row, col]
+            _draw(ax, seqs[row], kind)
+            if row == 0:
+                ax.set_title(name)
+    fig.suptitle("Samples from the model beside real data")
+    _save(fig, path)
+
+
+def _draw(ax, seq, kind):
+    if kind == "handwriting":  # (dx, dy, pen_up) -> positions, one line per stroke
+        pos = np.cumsum(seq[:, :2], axis=0)
+        ends = np.flatnonzero(seq[:, 2] > 0.5)
+        for stroke in np.split(pos, ends + 1):
+            if len(stroke):
+                ax.plot(stroke[:, 0], stroke[:, 1], "k-", lw=1)
+        ax.set_aspect("equal")
+        ax.axis("off")
+    elif kind == "speech":  # frames -> one waveform
+        ax.plot(seq.reshape(-1), lw=0.5)
+    else:
+        ax.plot(seq, lw=1)
+
+
+def _save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

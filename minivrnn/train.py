@@ -1,0 +1,223 @@
+"""Train a VRNN (or a baseline) from the command line: ``python -m minivrnn.train --tiny``.
+
+One loop, top to bottom: for each epoch, for each batch: draw the noise eps, compute the negative ELBO and
+its gradients (``loss_and_grads``), clip, take an Adam step; then evaluate the validation bound, log,
+checkpoint, and stop early when it stops improving. A run's folder (``--out``) receives ``last.npz`` (the
+checkpoint to resume from), ``best.npz`` (best validation bound), ``metrics.jsonl`` and PNG plots.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from . import data as datalib
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .model import MODELS, VRNNConfig, backward, forward, init_params
+from .optim import Adam, clip_by_global_norm
+
+TINY = dict(data="series", model="vrnn-gauss", z_dim=8, h_dim=32, feat_dim=32, epochs=25, batch_size=16,
+            max_len=50, lr=3e-3)
+DEFAULTS = dict(data="speech", model="vrnn-gauss", z_dim=32, h_dim=128, feat_dim=128, epochs=20,
+                batch_size=32, max_len=40, lr=1e-3)
+
+
+class TrainError(Exception):
+    """A problem with the user's request (printed as one line, exit code 2)."""
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m minivrnn.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--tiny", action="store_true",
+                   help="the newcomer's run: a small model on the shipped series data, done in seconds "
+                        f"(sets {', '.join(f'{k}={v}' for k, v in TINY.items())} unless given)")
+    p.add_argument("--data", help="speech | handwriting | series (shipped in data_samples/), or a path to a "
+                                  ".npz in the documented layout or a folder of 16 kHz .wav files "
+                                  f"[default: {DEFAULTS['data']}]")
+    p.add_argument("--model", choices=MODELS, help=f"the Table 1 variant [default: {DEFAULTS['model']}]")
+    p.add_argument("--cell", choices=("gru", "lstm"), default="gru", help="the recurrence f")
+    p.add_argument("--z-dim", type=int, help=f"Z, latent size [default: {DEFAULTS['z_dim']}]")
+    p.add_argument("--h-dim", type=int, help=f"H, state size [default: {DEFAULTS['h_dim']}]")
+    p.add_argument("--feat-dim", type=int, help=f"F, feature-extractor width [default: {DEFAULTS['feat_dim']}]")
+    p.add_argument("--n-layers", type=int, default=1, help="hidden layers per feature extractor")
+    p.add_argument("--n-mix", type=int, default=5, help="K, mixture components (GMM and pen outputs)")
+    p.add_argument("--sigma-min", type=float, default=1e-3, help="floor on every standard deviation")
+    p.add_argument("--frame-size", type=int, default=200, help="speech: samples per frame x_t")
+    p.add_argument("--epochs", type=int, help=f"passes over the training split [default: {DEFAULTS['epochs']}]")
+    p.add_argument("--batch-size", type=int, help=f"sequences per step [default: {DEFAULTS['batch_size']}]")
+    p.add_argument("--max-len", type=int, help="crop training sequences to this many steps "
+                                               f"[default: {DEFAULTS['max_len']}]")
+    p.add_argument("--lr", type=float, help=f"Adam step size [default: {DEFAULTS['lr']}]")
+    p.add_argument("--clip", type=float, default=10.0, help="clip the global gradient norm to this")
+    p.add_argument("--kl-warmup", type=int, default=0,
+                   help="optimizer steps over which the KL weight rises linearly from 0 to 1 (0: off)")
+    p.add_argument("--patience", type=int, default=5,
+                   help="stop after this many epochs without a better validation bound")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="training precision")
+    p.add_argument("--seed", type=int, default=0, help="seeds the initialisation, shuffling and noise")
+    p.add_argument("--out", default=None, help="run folder [default: runs/<data>-<model>]")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.npz")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    return p
+
+
+def resolve_args(args):
+    """Fill unset options from --tiny or the defaults."""
+    preset = TINY if args.tiny else DEFAULTS
+    for key, value in preset.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.out is None:
+        args.out = os.path.join("runs", f"{os.path.basename(str(args.data).rstrip('/'))}-{args.model}")
+    return args
+
+
+def main(argv=None):
+    args = resolve_args(build_parser().parse_args(argv))
+    try:
+        code = train(args)
+    except (TrainError, datalib.DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return code
+
+
+def train(args):
+    """Run the training loop described by ``args``; returns the exit code."""
+    dtype = np.dtype(args.dtype)
+    splits = datalib.load_splits(args.data, frame_size=args.frame_size, seed=args.seed)
+    to_dtype = lambda seqs: [s.astype(dtype) for s in seqs]
+    train_seqs, valid_seqs = to_dtype(splits.train), to_dtype(splits.valid)
+    output = "pen" if splits.kind == "handwriting" else "auto"
+    checkpoint_path = os.path.join(args.out, "last.npz")
+    if args.resume:
+        ck = load_checkpoint(checkpoint_path)
+        config, params = ck["config"], {k: v.astype(dtype) for k, v in ck["params"].items()}
+        if config.x_dim != splits.x_dim:
+            raise TrainError(f"{args.data}: frames have {splits.x_dim} dimensions but the checkpoint "
+                             f"{checkpoint_path} expects x_dim = {config.x_dim}")
+        opt = Adam(lr=args.lr)
+        opt.load_state_arrays(ck["optimizer_arrays"])
+        state = ck["train_state"]
+    else:
+        config = VRNNConfig(x_dim=splits.x_dim, z_dim=args.z_dim, h_dim=args.h_dim, feat_dim=args.feat_dim,
+                            n_layers=args.n_layers, model=args.model, n_mix=args.n_mix,
+                            sigma_min=args.sigma_min, cell=args.cell, output=output)
+        params = init_params(config, args.seed, dtype)
+        opt = Adam(lr=args.lr)
+        state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "bad_epochs": 0, "history": []}
+    os.makedirs(args.out, exist_ok=True)
+    data_arrays = splits.normalizer.to_arrays()
+    metrics_path = os.path.join(args.out, "metrics.jsonl")
+
+    def save(path=checkpoint_path):
+        save_checkpoint(path, params, config, optimizer_arrays=opt.state_arrays(), train_state=state,
+                        data_arrays=data_arrays)
+
+    print(f"minivrnn: {config.model} ({config.cell}) on {args.data}: {len(train_seqs)} training and "
+          f"{len(valid_seqs)} validation sequences, x_dim={config.x_dim}, "
+          f"{sum(p.size for p in params.values()):,} parameters -> {args.out}")
+    if state["step"] == 0:
+        print("(the first steps compile the Numba kernels, or load them from the cache)")
+    t_start = time.time()
+    try:
+        while state["epoch"] < args.epochs:
+            epoch = state["epoch"]
+            batches = list(datalib.iterate_batches(train_seqs, args.batch_size, np.random.default_rng(
+                [args.seed, epoch]), max_len=args.max_len))
+            bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{args.epochs}",
+                       leave=True, dynamic_ncols=True)
+            sums = state.setdefault("sums", [0.0, 0.0, 0.0, 0])
+            for b in range(state["batch"], len(batches)):
+                x, mask = batches[b]
+                noise = np.random.default_rng([args.seed, epoch, b, 1])
+                eps = noise.standard_normal(x.shape[:2] + (config.z_dim,)).astype(dtype)
+                kl_weight = 1.0 if args.kl_warmup <= 0 else min(1.0, (state["step"] + 1) / args.kl_warmup)
+                result, cache = forward(params, config, x, mask, eps, kl_weight=kl_weight)
+                if not np.isfinite(result["loss"]):
+                    bar.close()
+                    print(f"error: the loss became {result['loss']} at step {state['step']} (epoch "
+                          f"{epoch + 1}); stopped. The last good checkpoint is {checkpoint_path}",
+                          file=sys.stderr)
+                    return 3
+                grads, _ = clip_by_global_norm(backward(cache), args.clip)
+                opt.update(params, grads)
+                n_seq = x.shape[1]
+                kl, nll = result["kl"].sum() / n_seq, result["nll"].sum() / n_seq
+                sums[0] += (nll + kl) * n_seq
+                sums[1] += kl * n_seq
+                sums[2] += nll * n_seq
+                sums[3] += n_seq
+                state["step"] += 1
+                state["batch"] = b + 1
+                bar.set_postfix(loss=f"{nll + kl:.2f}", kl=f"{kl:.2f}", rec=f"{nll:.2f}")
+                bar.update(1)
+            bar.close()
+            valid_loss, kl_per_step = evaluate_bound(params, config, valid_seqs, args.batch_size, args.seed)
+            record = {"epoch": epoch + 1, "step": state["step"], "train_loss": sums[0] / max(sums[3], 1),
+                      "train_kl": sums[1] / max(sums[3], 1), "train_rec": sums[2] / max(sums[3], 1),
+                      "valid_loss": valid_loss, "seconds": round(time.time() - t_start, 2)}
+            state["history"].append(record)
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(f"  epoch {epoch + 1}: train -ELBO {record['train_loss']:.3f}  "
+                  f"(KL {record['train_kl']:.3f}, rec {record['train_rec']:.3f})  validation {valid_loss:.3f}")
+            state.update(epoch=epoch + 1, batch=0, sums=[0.0, 0.0, 0.0, 0])
+            if state["best"] is None or valid_loss < state["best"]:
+                state["best"], state["bad_epochs"] = valid_loss, 0
+                save(os.path.join(args.out, "best.npz"))
+            else:
+                state["bad_epochs"] += 1
+            save()
+            if state["bad_epochs"] >= args.patience:
+                print(f"early stop: no better validation bound for {args.patience} epochs")
+                break
+    except KeyboardInterrupt:
+        save()
+        print(f"\ninterrupted: saved {checkpoint_path}; continue with --resume --out {args.out}",
+              file=sys.stderr)
+        return 130
+    if not args.no_plots:
+        write_plots(args, params, config, splits, valid_seqs, state["history"], kl_per_step)
+    print(f"done in {time.time() - t_start:.1f} s: {args.out}/ holds last.npz, best.npz, metrics.jsonl"
+          + ("" if args.no_plots else " and the plots"))
+    return 0
+
+
+def evaluate_bound(params, config, seqs, batch_size, seed):
+    """Validation -ELBO per sequence (fixed noise), and the mean KL at each time step."""
+    rng = np.random.default_rng([seed, 12345])
+    dtype = params["phi_x.l0.W"].dtype
+    longest = max(len(s) for s in seqs)
+    total, kl_sum, kl_count = 0.0, np.zeros(longest), np.zeros(longest)
+    for start in range(0, len(seqs), batch_size):
+        x, mask = datalib.pad_batch(seqs[start:start + batch_size])  # (T, B, D), (T, B)
+        eps = rng.standard_normal(x.shape[:2] + (config.z_dim,)).astype(dtype)
+        result, _ = forward(params, config, x, mask, eps)
+        total += result["loss"] * x.shape[1]
+        kl_sum[:x.shape[0]] += result["kl"].sum(axis=1)
+        kl_count[:x.shape[0]] += mask.sum(axis=1)
+    return total / len(seqs), kl_sum / np.maximum(kl_count, 1)
+
+
+def write_plots(args, params, config, splits, valid_seqs, history, kl_per_step):
+    from . import plots
+    from .sampling import sample
+
+    T = min(args.max_len, max(len(s) for s in valid_seqs))
+    generated = sample(params, config, T, 3, np.random.default_rng(args.seed))
+    denorm = splits.normalizer.denormalize
+    real = [denorm(s[:T].astype(np.float64)) for s in valid_seqs[:3]]
+    fake = [denorm(generated[:, i].astype(np.float64)) for i in range(3)]
+    plots.plot_training_curve(history, os.path.join(args.out, "training_curve.png"))
+    if config.latent:
+        plots.plot_kl_per_step(kl_per_step, os.path.join(args.out, "kl_per_step.png"))
+    plots.plot_samples(real, fake, splits.kind, os.path.join(args.out, "samples.png"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The whole model: gradient checks of every variant on the code path that trains, masks, truncated BPTT."""
+import numpy as np
+import pytest
+
+from minivrnn import VRNNConfig, init_params, loss_and_grads
+from minivrnn.gradcheck import gradcheck
+from minivrnn.model import MODELS, forward
+
+LENGTHS = [5, 3, 1]  # a ragged batch: T = 5, B = 3
+
+
+def _batch(config, lengths=LENGTHS, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    T, B = max(lengths), len(lengths)
+    x = rng.normal(size=(T, B, config.x_dim))
+    if config.output_kind == "pen":
+        x[..., 2] = rng.random((T, B)) < 0.3
+    mask = (np.arange(T)[:, None] < np.array(lengths)[None, :]).astype(float)  # (T, B)
+    x[mask == 0] = 7.0  # padding holds junk: it must not matter
+    eps = rng.normal(size=(T, B, config.z_dim)) if config.latent else None
+    cast = lambda a: None if a is None else a.astype(dtype)
+    return cast(x), cast(mask), cast(eps)
+
+
+def _small(model, cell="gru", output="auto", n_layers=1):
+    x_dim = 3 if output == "pen" else 2
+    return VRNNConfig(x_dim=x_dim, z_dim=2, h_dim=3, feat_dim=4, n_layers=n_layers, model=model, n_mix=2,
+                      cell=cell, output=output)
+
+
+VARIANTS = [(m, c, "auto") for m in MODELS for c in ("gru", "lstm")] + [
+    ("vrnn-gmm", "gru", "pen"), ("rnn-gmm", "lstm", "pen")]
+
+
+@pytest.mark.parametrize("model, cell, output", VARIANTS)
+def test_whole_model_gradients(model, cell, output):
+    config = _small(model, cell, output)
+    params = init_params(config, seed=1)
+    x, mask, eps = _batch(config)
+
+    def loss(**p):
+        return np.array(loss_and_grads(p, config, x, mask, eps)[0])
+
+    def grads(dloss, **p):
+        return {k: dloss * g for k, g in loss_and_grads(p, config, x, mask, eps)[1].items()}
+
+    errors = gradcheck(loss, grads, params)
+    assert set(errors) == set(params)
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < 1e-6, (worst, errors[worst])
+
+
+def test_two_hidden_layers_gradients():
+    config = _small("vrnn-gauss", n_layers=2)
+    params = init_params(config, seed=2)
+    x, mask, eps = _batch(config)
+    errors = gradcheck(lambda **p: np.array(loss_and_grads(p, config, x, mask, eps)[0]),
+                       lambda d, **p: {k: d * g for k, g in loss_and_grads(p, config, x, mask, eps)[1].items()},
+                       params)
+    assert max(errors.values()) < 1e-6
+
+
+@pytest.mark.parametrize("model", ["vrnn-gauss", "rnn-gmm"])
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_padding_is_the_same_as_separate_sequences(model, cell):
+    """A ragged batch's loss is the mean of each sequence's own loss (padded steps count for nothing)."""
+    config = _small(model, cell)
+    params = init_params(config, seed=3)
+    x, mask, eps = _batch(config)
+    batch_loss = loss_and_grads(params, config, x, mask, eps)[0]
+    alone = []
+    for b, n in enumerate(LENGTHS):
+        e = None if eps is None else eps[:n, b:b + 1]
+        alone.append(loss_and_grads(params, config, x[:n, b:b + 1], mask[:n, b:b + 1], e)[0])
+    np.testing.assert_allclose(batch_loss, np.mean(alone), rtol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_padded_steps_do_not_move_the_state(cell):
+    config = _small("vrnn-gauss", cell)
+    params = init_params(config, seed=4)
+    x, mask, eps = _batch(config)
+    full, _ = forward(params, config, x, mask, eps)
+    short, _ = forward(params, config, x[:1, 2:], mask[:1, 2:], eps[:1, 2:])  # sequence 2 has length 1
+    for s_full, s_short in zip(full["final_state"], short["final_state"]):
+        np.testing.assert_allclose(s_full[2:], s_short, rtol=1e-12)
+    assert np.all(full["kl"][mask == 0] == 0) and np.all(full["nll"][mask == 0] == 0)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_truncated_bptt_chunks_add_up_to_the_whole_sequence(cell):
+    config = _small("vrnn-gmm", cell)
+    params = init_params(config, seed=5)
+    x, mask, eps = _batch(config, lengths=[5, 5, 5])
+    whole, _ = forward(params, config, x, mask, eps)
+    first, _ = forward(params, config, x[:2], mask[:2], eps[:2])
+    second, _ = forward(params, config, x[2:], mask[2:], eps[2:], state0=first["final_state"])
+    np.testing.assert_allclose(first["loss"] + second["loss"], whole["loss"], rtol=1e-12)
+
+
+def test_float32_training_dtype_agrees_with_float64():
+    config = _small("vrnn-gmm")
+    p64 = init_params(config, seed=6)
+    p32 = {k: v.astype(np.float32) for k, v in p64.items()}
+    x, mask, eps = _batch(config)
+    l64, g64 = loss_and_grads(p64, config, x, mask, eps)
+    l32, g32 = loss_and_grads(p32, config, *(a.astype(np.float32) for a in (x, mask, eps)))
+    assert all(g.dtype == np.float32 for g in g32.values())
+    np.testing.assert_allclose(l32, l64, rtol=1e-4)
+    for k in g64:
+        np.testing.assert_allclose(g32[k], g64[k], rtol=1e-3, atol=1e-4 * np.abs(g64[k]).max(), err_msg=k)
+
+
+def test_init_params_names_and_shapes_follow_the_contract():
+    config = VRNNConfig(x_dim=5, z_dim=3, h_dim=7, feat_dim=6, n_layers=2, model="vrnn-gmm", n_mix=4)
+    p = init_params(config, seed=0)
+    assert p["phi_x.l0.W"].shape == (5, 6) and p["phi_x.l1.W"].shape == (6, 6)
+    assert p["enc.l0.W"].shape == (6 + 7, 6) and p["dec.l0.W"].shape == (6 + 7, 6)
+    assert p["prior.l0.W"].shape == (7, 6) and p["prior.mu.W"].shape == (6, 3)
+    assert p["dec.logits.W"].shape == (6, 4) and p["dec.mu.W"].shape == (6, 20)
+    assert p["gru.W_ir"].shape == (12, 7) and p["gru.W_hn"].shape == (7, 7) and p["gru.b_hz"].shape == (7,)
+    rnn = init_params(VRNNConfig(x_dim=5, h_dim=7, feat_dim=6, model="rnn-gauss", cell="lstm"), seed=0)
+    assert not any(k.startswith(("phi_z", "prior", "enc")) for k in rnn)
+    assert rnn["dec.l0.W"].shape == (7, 6) and rnn["lstm.W_ii"].shape == (6, 7)
+    vi = init_params(VRNNConfig(x_dim=5, model="vrnn-i-gauss"), seed=0)
+    assert not any(k.startswith("prior") for k in vi)
+    a, b = init_params(config, seed=9), init_params(config, seed=9)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_bad_inputs_are_value_errors_naming_the_argument():
+    config = _small("vrnn-gauss")
+    params = init_params(config)
+    x, mask, eps = _batch(config)
+    with pytest.raises(ValueError, match=r"x: expected shape \(T, B, 2\)"):
+        loss_and_grads(params, config, x[..., :1], mask, eps)
+    with pytest.raises(ValueError, match=r"mask: expected shape \(T, B\) = \(5, 3\)"):
+        loss_and_grads(params, config, x, mask[:4], eps)
+    with pytest.raises(ValueError, match="eps: expected shape"):
+        loss_and_grads(params, config, x, mask, None)
+    with pytest.raises(ValueError, match="model: expected one of"):
+        VRNNConfig(x_dim=2, model="vrnn")
