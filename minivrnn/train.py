@@ -19,7 +19,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .model import MODELS, VRNNConfig, backward, forward, init_params
 from .optim import Adam, clip_by_global_norm
 
-TINY = dict(data="series", model="vrnn-gauss", z_dim=8, h_dim=32, feat_dim=32, epochs=25, batch_size=16,
+TINY = dict(data="handwriting", model="vrnn-gmm", z_dim=8, h_dim=32, feat_dim=32, epochs=15, batch_size=16,
             max_len=50, lr=3e-3)
 DEFAULTS = dict(data="speech", model="vrnn-gauss", z_dim=32, h_dim=128, feat_dim=128, epochs=20,
                 batch_size=32, max_len=40, lr=1e-3)
@@ -109,7 +109,8 @@ def train(args):
                             sigma_min=args.sigma_min, cell=args.cell, output=output)
         params = init_params(config, args.seed, dtype)
         opt = Adam(lr=args.lr)
-        state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "bad_epochs": 0, "history": []}
+        state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "bad_epochs": 0, "history": [],
+                 "data": {"source": str(args.data), "frame_size": args.frame_size, "seed": args.seed}}
     os.makedirs(args.out, exist_ok=True)
     data_arrays = splits.normalizer.to_arrays()
     metrics_path = os.path.join(args.out, "metrics.jsonl")
@@ -138,16 +139,17 @@ def train(args):
                 eps = noise.standard_normal(x.shape[:2] + (config.z_dim,)).astype(dtype)
                 kl_weight = 1.0 if args.kl_warmup <= 0 else min(1.0, (state["step"] + 1) / args.kl_warmup)
                 result, cache = forward(params, config, x, mask, eps, kl_weight=kl_weight)
-                if not np.isfinite(result["loss"]):
+                if not np.isfinite(result["loss"]):  # the parameters are still the last good ones
                     bar.close()
+                    save()
                     print(f"error: the loss became {result['loss']} at step {state['step']} (epoch "
-                          f"{epoch + 1}); stopped. The last good checkpoint is {checkpoint_path}",
-                          file=sys.stderr)
+                          f"{epoch + 1}); stopped with the last good parameters in {checkpoint_path} "
+                          "(try a smaller --lr or --clip)", file=sys.stderr)
                     return 3
                 grads, _ = clip_by_global_norm(backward(cache), args.clip)
                 opt.update(params, grads)
                 n_seq = x.shape[1]
-                kl, nll = result["kl"].sum() / n_seq, result["nll"].sum() / n_seq
+                kl, nll = float(result["kl"].sum()) / n_seq, float(result["nll"].sum()) / n_seq
                 sums[0] += (nll + kl) * n_seq
                 sums[1] += kl * n_seq
                 sums[2] += nll * n_seq
