@@ -125,7 +125,7 @@ def read_npz(path):
     names = _check_names(path, arrays, n_seq)
     rate = _check_sample_rate(path, arrays) if kind == "speech" else None
     if kind == "speech" and data.dtype == np.int16:
-        data = data / 32768.0  # int16 -> float in [-1, 1)
+        data = data / 32767.0  # int16 -> float in [-1, 1)
     data = data.astype(np.float64)
     sequences = [data[offsets[i] : offsets[i + 1]] for i in range(n_seq)]
     return Dataset(sequences, group, group_names, names, kind, path, rate)
@@ -310,9 +310,9 @@ def split_indices(group, *, valid_fraction=0.1, test_fraction=0.1, heldout="utte
     order = np.random.default_rng(seed).permutation(units)
     n_test, n_valid = _split_count(test_fraction, len(units)), _split_count(valid_fraction, len(units))
     if n_test + n_valid >= len(units):
-        what = "sequences" if heldout == "utterance" else "groups"
-        raise ValueError(f"only {len(units)} {what}: too few to hold out validation and test {what} "
-                         f"and keep some for training")
+        what = "sequence" if heldout == "utterance" else "group"
+        raise ValueError(f"only {len(units)} {what}{'s' * (len(units) != 1)}: too few to hold out validation "
+                         f"and test {what}s and keep some for training")
     test_units, valid_units = order[:n_test], order[n_test : n_test + n_valid]
     key = np.arange(len(group)) if heldout == "utterance" else group
     test, valid = np.isin(key, test_units), np.isin(key, valid_units)

@@ -29,17 +29,18 @@ def plot_kl_per_step(kl_per_step, path):
     _save(fig, path)
 
 
-def plot_samples(real, generated, kind, path, frame_size=None):
-    """Real sequences (left) beside generated ones (right); each a (T, D) array in data units."""
-    n = min(len(real), len(generated), 3)
-    fig, axes = plt.subplots(n, 2, figsize=(8, 1.8 * n + 0.6), squeeze=False)
+def plot_samples(real, generated, kind, path):
+    """Real sequences (left) beside generated ones (right), each a (T, D) array in data units; with
+    ``real=None`` only the generated ones."""
+    columns = [("generated", generated)] if real is None else [("real", real), ("generated", generated)]
+    n = min(3, *(len(seqs) for _, seqs in columns))
+    fig, axes = plt.subplots(n, len(columns), figsize=(4 * len(columns), 1.8 * n + 0.6), squeeze=False)
     for row in range(n):
-        for col, (name, seqs) in enumerate((("real", real), ("generated", generated))):
-            ax = axes[row, col]
-            _draw(ax, seqs[row], kind)
+        for col, (name, seqs) in enumerate(columns):
+            _draw(axes[row, col], seqs[row], kind)
             if row == 0:
-                ax.set_title(name)
-    fig.suptitle("Samples from the model beside real data")
+                axes[row, col].set_title(name)
+    fig.suptitle("Samples from the model" + ("" if real is None else " beside real data"))
     _save(fig, path)
 
 

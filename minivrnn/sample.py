@@ -45,13 +45,20 @@ def main(argv=None):
     os.makedirs(out, exist_ok=True)
     npy = os.path.join(out, "samples.npy")
     np.save(npy, xs)
-    kind = ck["train_state"].get("kind", "series")
+    kind = str(ck["data_arrays"].get("kind", "series"))
     from .plots import plot_samples
 
     png = os.path.join(out, "generated.png")
-    seqs = [xs[:, i] for i in range(xs.shape[1])]
-    plot_samples(seqs, seqs, kind, png)
-    print(f"wrote {npy} {tuple(xs.shape)} and {png}")
+    plot_samples(None, [xs[:, i] for i in range(xs.shape[1])], kind, png)
+    wrote = [npy, png]
+    if kind == "speech":  # frames back to 16 kHz waveforms
+        from .data import frames_to_waveform, write_wav
+
+        rate = int(ck["data_arrays"].get("sample_rate", 16000)) or 16000
+        for i in range(xs.shape[1]):
+            wrote.append(os.path.join(out, f"sample-{i}.wav"))
+            write_wav(wrote[-1], np.clip(frames_to_waveform(xs[:, i]), -1, 1), rate)
+    print(f"wrote {', '.join(wrote)}; samples.npy holds (T, B, D) = {tuple(xs.shape)}")
     return 0
 
 

@@ -112,7 +112,7 @@ def train(args):
         state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "bad_epochs": 0, "history": [],
                  "data": {"source": str(args.data), "frame_size": args.frame_size, "seed": args.seed}}
     os.makedirs(args.out, exist_ok=True)
-    data_arrays = splits.normalizer.to_arrays()
+    data_arrays = splits.to_arrays()  # normalisation statistics, kind, frame size
     metrics_path = os.path.join(args.out, "metrics.jsonl")
 
     def save(path=checkpoint_path):

@@ -396,6 +396,6 @@ def test_wav_that_is_not_mono_16_bit(tmp_path, channels, width, words):
 
 
 def test_too_few_groups_to_hold_one_out():
-    with pytest.raises(data.DataError, match="only 1 groups") as e:
+    with pytest.raises(data.DataError, match="only 1 group: too few") as e:
         data.load_splits("series", heldout="group")
     assert str(e.value).startswith(str(SAMPLES / "series.npz"))

@@ -121,3 +121,24 @@ def test_help_documents_every_flag():
     for flag in ("--tiny", "--model", "--data", "--epochs", "--seed", "--out", "--resume", "--h-dim",
                  "--z-dim", "--kl-warmup", "--clip", "--patience"):
         assert flag in r.stdout
+
+
+def test_sample_and_evaluate_commands(tmp_path):
+    code, out = _run(tmp_path, "run", "--epochs", "1")
+    assert code == 0
+    ck = os.path.join(out, "last.npz")
+    r = subprocess.run([sys.executable, "-m", "minivrnn.sample", ck, "--steps", "7", "--n", "2"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    xs = np.load(os.path.join(out, "samples.npy"))
+    assert xs.shape == (7, 2, 1) and np.all(np.isfinite(xs))
+    r = subprocess.run([sys.executable, "-m", "minivrnn.evaluate", ck, "--samples", "3"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "ELBO" in r.stdout and "importance-sampled" in r.stdout
+    rows = open(os.path.join(out, "last-test-eval.csv")).read().splitlines()
+    assert len(rows) >= 2
+    for module in ("minivrnn.sample", "minivrnn.evaluate"):
+        r = subprocess.run([sys.executable, "-m", module, str(tmp_path / "missing.npz")],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
