@@ -125,7 +125,7 @@ def read_npz(path):
     names = _check_names(path, arrays, n_seq)
     rate = _check_sample_rate(path, arrays) if kind == "speech" else None
     if kind == "speech" and data.dtype == np.int16:
-        data = data / 32767.0  # int16 -> float in [-1, 1)
+        data = data / 32768.0  # int16 -> float in [-1, 1)
     data = data.astype(np.float64)
     sequences = [data[offsets[i] : offsets[i + 1]] for i in range(n_seq)]
     return Dataset(sequences, group, group_names, names, kind, path, rate)

@@ -146,26 +146,34 @@ def output_logpdf_backward(dlogp, kind, cache):
     return {"logits": dlogits, "mu": dmu, "sigma": dsigma, "rho": drho, "pen": dpen}
 
 
-def output_sample(out, kind, rng):
-    """Draw one x per row from the decoder's distribution (generation, eq. 5)."""
+def output_noise(kind, shape, x_dim, rng, dtype):
+    """The random numbers ``output_sample`` needs for rows of ``shape``, drawn from ``rng``."""
+    n_normal = x_dim if kind != "pen" else 2
+    return {"normal": rng.standard_normal(shape + (n_normal,)).astype(dtype),  # the Gaussian draw
+            "u_component": rng.random(shape),  # picks the mixture component (gmm, pen)
+            "u_pen": rng.random(shape)}  # decides the pen-up bit (pen)
+
+
+def output_sample(out, kind, noise):
+    """One x per row from the decoder's distribution (generation, eq. 5), given ``output_noise``'s draws."""
+    normal = noise["normal"]  # (N, D) or (N, 2)
     if kind == "gauss":
-        return out["mu"] + out["sigma"] * rng.standard_normal(out["mu"].shape).astype(out["mu"].dtype)
-    k = _sample_component(out["logits"], rng)  # (N,)
+        return out["mu"] + out["sigma"] * normal
+    k = _pick_component(out["logits"], noise["u_component"])  # (N,)
     rows = np.arange(k.size)
     mu, sigma = out["mu"][rows, k], out["sigma"][rows, k]  # (N, D) or (N, 2)
-    noise = rng.standard_normal(mu.shape).astype(mu.dtype)
     if kind == "gmm":
-        return mu + sigma * noise
+        return mu + sigma * normal
     rho = out["rho"][rows, k]
     # Correlated pair: dy's noise mixes dx's noise with an independent draw (Cholesky of the 2x2 covariance).
-    dx = mu[:, 0] + sigma[:, 0] * noise[:, 0]
-    dy = mu[:, 1] + sigma[:, 1] * (rho * noise[:, 0] + np.sqrt(1 - rho**2) * noise[:, 1])
-    pen_up = rng.random(k.size) < sigmoid_forward(out["pen"])[0]
+    dx = mu[:, 0] + sigma[:, 0] * normal[:, 0]
+    dy = mu[:, 1] + sigma[:, 1] * (rho * normal[:, 0] + np.sqrt(1 - rho * rho) * normal[:, 1])
+    pen_up = noise["u_pen"] < sigmoid_forward(out["pen"])[0]
     return np.stack([dx, dy, pen_up.astype(mu.dtype)], axis=1)
 
 
-def _sample_component(logits, rng):
+def _pick_component(logits, u):
+    """The first k whose cumulative softmax weight exceeds u (inverse-CDF sampling); u in [0, 1)."""
     weights = np.exp(logits - logits.max(axis=1, keepdims=True))
     cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
-    u = rng.random((logits.shape[0], 1))
-    return np.minimum((u > cumulative).sum(axis=1), logits.shape[1] - 1)
+    return np.minimum((u[:, None] >= cumulative).sum(axis=1), logits.shape[1] - 1)

@@ -1,6 +1,8 @@
 """Generation from the model (eqs. 4-6): draw z_t from the prior, x_t from the decoder, update the state.
 
 Unlike training, everything here is inside the time loop: the generated x_t feeds phi_x at the next step.
+All randomness is drawn up front (``draw_noise``), so ``sample_with_noise`` is a deterministic function that
+another implementation can reproduce exactly from the same noise.
 """
 import numpy as np
 
@@ -10,20 +12,37 @@ from .ops.linear import mlp_forward
 from .params import sub
 
 
+def draw_noise(config, n_steps, n_sequences, rng, dtype=np.float64):
+    """Every random number a generation of (T, B) needs: ``z`` (T, B, Z) standard normals for eq. (4)'s
+    draw, and the decoder's ``normal`` (T, B, D or 2), ``u_component`` and ``u_pen`` (T, B) uniforms."""
+    shape = (n_steps, n_sequences)
+    noise = {"z": rng.standard_normal(shape + (config.z_dim,)).astype(dtype)}
+    noise.update(heads.output_noise(config.output_kind, shape, config.x_dim, rng, dtype))
+    return noise
+
+
 def sample(params, config, n_steps, n_sequences, rng, *, state0=None):
-    """Generate ``n_sequences`` sequences of ``n_steps`` frames: returns x of shape (T, B, D).
+    """Generate ``n_sequences`` sequences of ``n_steps`` frames: returns x of shape (T, B, D)."""
+    dtype = params["phi_x.l0.W"].dtype
+    noise = draw_noise(config, n_steps, n_sequences, rng, dtype)
+    return sample_with_noise(params, config, noise, state0=state0)
+
+
+def sample_with_noise(params, config, noise, *, state0=None):
+    """Generation with the given noise (see ``draw_noise``); returns x (T, B, D).
 
     VRNN, per step: z_t ~ p(z_t | h_{t-1}) (eq. 4), x_t ~ p(x_t | z_t, h_{t-1}) (eq. 5), h_t (eq. 6).
     RNN baselines: x_t ~ p(x_t | h_{t-1}) (eq. 2), h_t = f(phi_x(x_t), h_{t-1}) (eq. 1).
     """
     dtype = params["phi_x.l0.W"].dtype
+    n_steps, n_sequences = noise["u_pen"].shape
     state = initial_state(config, n_sequences, dtype) if state0 is None else tuple(state0)
     xs = np.empty((n_steps, n_sequences, config.x_dim), dtype=dtype)
     for t in range(n_steps):
         h = state[0]
         if config.latent:
             _, mu0, sigma0 = _prior_forward(params, config, h[None])  # (1, B, Z)
-            z = mu0[0] + sigma0[0] * rng.standard_normal(mu0[0].shape).astype(dtype)
+            z = mu0[0] + sigma0[0] * noise["z"][t]  # eq. (4)
             pz, _ = mlp_forward(sub(params, "phi_z."), z)
             dec_in = np.concatenate([pz, h], axis=1)
         else:
@@ -31,8 +50,9 @@ def sample(params, config, n_steps, n_sequences, rng, *, state0=None):
         hd, _ = mlp_forward(sub(params, "dec."), dec_in)
         out, _ = heads.output_params_forward(params, config.output_kind, hd, config.x_dim, config.n_mix,
                                              config.sigma_min)
-        xs[t] = heads.output_sample(out, config.output_kind, rng)
+        step_noise = {k: noise[k][t] for k in ("normal", "u_component", "u_pen")}
+        xs[t] = heads.output_sample(out, config.output_kind, step_noise)  # eq. (5)
         px, _ = mlp_forward(sub(params, "phi_x."), xs[t])
         cell_in = np.concatenate([px, pz], axis=1) if config.latent else px
-        state, _ = _cell_forward(params, config, cell_in, state)
+        state, _ = _cell_forward(params, config, cell_in, state)  # eq. (6)
     return xs

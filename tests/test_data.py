@@ -166,6 +166,13 @@ def test_normalizer_survives_a_checkpoint_file(tmp_path):
     np.testing.assert_allclose(back.denormalize(back.normalize(x)), x, rtol=1e-12)
 
 
+def test_splits_to_arrays_carries_what_sampling_needs():
+    arrays = data.load_splits("speech", frame_size=160).to_arrays()
+    assert str(arrays["kind"]) == "speech" and int(arrays["frame_size"]) == 160
+    assert int(arrays["sample_rate"]) == 16000 and arrays["mean"].shape == (160,)
+    assert data.Normalizer.from_arrays(arrays).std.shape == (160,)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Round trips
 # ----------------------------------------------------------------------------------------------------------
@@ -192,9 +199,9 @@ def test_waveform_to_frames_drops_the_partial_frame():
 
 
 def test_offsets_to_positions_by_hand():
-    offsets = np.array([[0, 0, 0], [1, 2, 0], [3, -1, 1], [-2, 0, 0]], dtype=float)
+    offsets = np.array([[2, 1, 0], [1, 2, 0], [3, -1, 1], [-2, 0, 0]], dtype=float)  # from the origin
     positions = data.offsets_to_positions(offsets)
-    assert positions.tolist() == [[0, 0, 0], [1, 2, 0], [4, 1, 1], [2, 1, 0]]
+    assert positions.tolist() == [[2, 1, 0], [3, 3, 0], [6, 2, 1], [4, 2, 0]]
     assert data.positions_to_offsets(positions).tolist() == offsets.tolist()
 
 
