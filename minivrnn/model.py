@@ -17,11 +17,11 @@ import numpy as np
 
 from . import heads
 from ._validate import check_arrays
-from .ops.gru import gru_cell_backward, gru_cell_forward, init_gru
+from .chain import chain_backward, chain_forward
+from .ops.gru import gru_cell_forward, gru_sequence_backward, gru_sequence_forward, init_gru
 from .ops.kl import kl_gaussian_backward, kl_gaussian_forward
 from .ops.linear import init_mlp, mlp_backward, mlp_forward
-from .ops.lstm import init_lstm, lstm_cell_backward, lstm_cell_forward
-from .ops.reparam import reparam_backward, reparam_forward
+from .ops.lstm import init_lstm, lstm_cell_forward, lstm_sequence_backward, lstm_sequence_forward
 from .params import add_prefixed, sub
 
 MODELS = ("vrnn-gauss", "vrnn-gmm", "vrnn-i-gauss", "rnn-gauss", "rnn-gmm")
@@ -131,13 +131,14 @@ def forward(params, config, x, mask, eps, *, state0=None, kl_weight=1.0):
     state0 = initial_state(config, B, x.dtype) if state0 is None else tuple(state0)
     px, px_cache = mlp_forward(sub(params, "phi_x."), x)  # (T, B, F), every frame at once
     if config.latent:
-        loop, h_prevs, dec_in, state = _vrnn_loop_forward(params, config, px, mask, eps, state0)
-        q_mu, q_sigma = loop["q_mu"], loop["q_sigma"]  # (T, B, Z)
+        chain, loop = chain_forward(params, config, px, mask, eps, state0)  # the sequential part, compiled
+        h_prevs, q_mu, q_sigma, state = chain["h_prevs"], chain["q_mu"], chain["q_sigma"], chain["final_state"]
+        dec_in = np.concatenate([chain["pz"], h_prevs], axis=2)  # (T, B, F + H): dec sees [phi_z(z_t), h_{t-1}]
         prior, p_mu, p_sigma = _prior_forward(params, config, h_prevs)
         kl, kl_cache = kl_gaussian_forward(q_mu, q_sigma, p_mu, p_sigma)  # (T, B)
     else:
-        h_prevs, state, cell_caches = _rnn_loop_forward(params, config, px, mask, state0)
-        dec_in, loop, prior, kl, kl_cache = h_prevs, {"cell": cell_caches}, None, np.zeros_like(mask), None
+        h_prevs, state, loop = _rnn_recurrence_forward(params, config, px, mask, state0)
+        dec_in, prior, kl, kl_cache = h_prevs, None, np.zeros_like(mask), None
     hd, dec_cache = mlp_forward(sub(params, "dec."), dec_in.reshape(T * B, -1))  # (T*B, F)
     kind = config.output_kind
     out, out_cache = heads.output_params_forward(params, kind, hd, config.x_dim, config.n_mix, config.sigma_min)
@@ -171,19 +172,20 @@ def backward(cache):
         dkl = cache["kl_weight"] * mask / B
         dq_mu, dq_sigma, dp_mu, dp_sigma = kl_gaussian_backward(dkl, cache["kl_cache"])
         dh_prevs = dh_prevs + _prior_backward(dp_mu, dp_sigma, cache["prior"], grads)
-        dpx = _vrnn_loop_backward(cache["loop"], config, mask, dpz, dh_prevs, dq_mu,
-                                  dq_sigma, grads)
+        dpx, g = chain_backward(cache["loop"], dpz, dh_prevs, dq_mu, dq_sigma)
     else:
         dh_prevs = ddec_in.reshape(T, B, -1)  # dec saw h_{t-1}
-        dpx = _rnn_loop_backward(cache["loop"]["cell"], config, mask, dh_prevs, grads)
+        dpx, g = _rnn_recurrence_backward(config, cache["loop"], dh_prevs)
+    add_prefixed(grads, "", g)
     _, g = mlp_backward(dpx, cache["px_cache"])
     add_prefixed(grads, "phi_x.", g)
     return grads
 
 
-# --- the recurrence f (eqs. 1 and 6), one step, for either cell --------------------------------------
+# --- the recurrence f (eqs. 1 and 6) -------------------------------------------------------------------
 
 def _cell_forward(params, config, x, state):
+    """One step of the recurrence for either cell (generation uses it); returns (new_state, cache)."""
     if config.cell == "gru":
         h, cache = gru_cell_forward(sub(params, "gru."), x, state[0])
         return (h,), cache
@@ -191,98 +193,31 @@ def _cell_forward(params, config, x, state):
     return (h, c), cache
 
 
-def _cell_backward(config, dstate, cache):
-    """Returns (dx, dstate_prev, grads keyed by full names)."""
+def _rnn_recurrence_forward(params, config, px, mask, state0):
+    """RNN baselines, eq. (1): h_t = f(phi_x(x_t), h_{t-1}) over the whole sequence (a compiled loop).
+    Returns (h_prevs (T, B, H), final_state, cache), h_prevs[t] being the state before step t."""
     if config.cell == "gru":
-        dx, dh, g = gru_cell_backward(dstate[0], cache)
-        return dx, (dh,), add_prefixed({}, "gru.", g)
-    dx, dh, dc, g = lstm_cell_backward(dstate, cache)
-    return dx, (dh, dc), add_prefixed({}, "lstm.", g)
+        hs, cache = gru_sequence_forward(sub(params, "gru."), px, state0[0], mask)
+        final = (hs[-1],)
+    else:
+        (hs, cs), cache = lstm_sequence_forward(sub(params, "lstm."), px, state0[0], state0[1], mask)
+        final = (hs[-1], cs[-1])
+    h_prevs = np.concatenate([state0[0][None], hs[:-1]])  # (T, B, H)
+    return h_prevs, final, cache
 
 
-def _masked_step(new_state, state, m):
-    """Padded steps (m = 0) leave the state where it was: s_t = s_{t-1} + m (s_new - s_{t-1})."""
-    return tuple(s + m[:, None] * (n - s) for n, s in zip(new_state, state))
+def _rnn_recurrence_backward(config, cache, dh_prevs):
+    """Backward of _rnn_recurrence_forward given d h_{t-1} of every step: returns (dpx, grads)."""
+    dhs = np.zeros_like(dh_prevs)
+    dhs[:-1] = dh_prevs[1:]  # h_prevs[t + 1] is hs[t]; h_prevs[0] is the initial state
+    if config.cell == "gru":
+        dpx, _, g = gru_sequence_backward(dhs, cache)
+    else:
+        dpx, _, _, g = lstm_sequence_backward((dhs, np.zeros_like(dhs)), cache)
+    return dpx, add_prefixed({}, f"{config.cell}.", g)
 
 
-def _masked_step_backward(dstate, m):
-    """Returns (d new_state, d state) for _masked_step."""
-    return tuple(d * m[:, None] for d in dstate), tuple(d * (1 - m[:, None]) for d in dstate)
-
-
-# --- RNN baselines, eqs. (1)-(2) ------------------------------------------------------------------------
-
-def _rnn_loop_forward(params, config, px, mask, state):
-    T = px.shape[0]
-    h_prevs = np.empty(px.shape[:2] + (config.h_dim,), dtype=px.dtype)  # (T, B, H)
-    caches = []
-    for t in range(T):
-        h_prevs[t] = state[0]
-        new_state, cell_cache = _cell_forward(params, config, px[t], state)
-        state = _masked_step(new_state, state, mask[t])
-        caches.append(cell_cache)
-    return h_prevs, state, caches
-
-
-def _rnn_loop_backward(cell_caches, config, mask, dh_prevs, grads):
-    T, B, _ = dh_prevs.shape
-    dpx = []
-    dstate = tuple(np.zeros_like(dh_prevs[0]) for _ in range(config.n_state))
-    for t in reversed(range(T)):
-        dnew, dkeep = _masked_step_backward(dstate, mask[t])
-        dx, dprev, g = _cell_backward(config, dnew, cell_caches[t])
-        add_prefixed(grads, "", g)
-        dstate = tuple(a + b for a, b in zip(dprev, dkeep))
-        dstate = (dstate[0] + dh_prevs[t],) + dstate[1:]  # dec read h_{t-1}
-        dpx.append(dx)
-    return np.stack(dpx[::-1])  # (T, B, F)
-
-
-# --- VRNN, eqs. (4)-(10) --------------------------------------------------------------------------------
-
-def _vrnn_loop_forward(params, config, px, mask, eps, state):
-    """The sequential chain: encoder (8) -> z_t -> phi_z -> recurrence (6)."""
-    T, B, F = px.shape
-    h_prevs = np.empty((T, B, config.h_dim), dtype=px.dtype)  # (T, B, H)
-    pz = np.empty((T, B, F), dtype=px.dtype)  # phi_z(z_t)
-    q_mu = np.empty((T, B, config.z_dim), dtype=px.dtype)
-    q_sigma = np.empty_like(q_mu)
-    steps = []
-    for t in range(T):
-        h_prevs[t] = state[0]
-        he, enc_cache = mlp_forward(sub(params, "enc."), np.concatenate([px[t], state[0]], axis=1))
-        (q_mu[t], q_sigma[t]), head_cache = heads.gaussian_head_forward(params, "enc", he, config.sigma_min)
-        z, z_cache = reparam_forward(q_mu[t], q_sigma[t], eps[t])
-        pz[t], pz_cache = mlp_forward(sub(params, "phi_z."), z)
-        new_state, cell_cache = _cell_forward(params, config, np.concatenate([px[t], pz[t]], axis=1), state)
-        state = _masked_step(new_state, state, mask[t])
-        steps.append((enc_cache, head_cache, z_cache, pz_cache, cell_cache))
-    dec_in = np.concatenate([pz, h_prevs], axis=2)  # (T, B, F + H)
-    return {"steps": steps, "q_mu": q_mu, "q_sigma": q_sigma}, h_prevs, dec_in, state
-
-
-def _vrnn_loop_backward(loop, config, mask, dpz, dh_prevs, dq_mu, dq_sigma, grads):
-    """Backprop through time along the chain, newest step first; returns d phi_x(x) (T, B, F)."""
-    T, B, F = dpz.shape
-    dpx = np.empty((T, B, F), dtype=dpz.dtype)
-    dstate = tuple(np.zeros_like(dh_prevs[0]) for _ in range(config.n_state))
-    for t in reversed(range(T)):
-        enc_cache, head_cache, z_cache, pz_cache, cell_cache = loop["steps"][t]
-        dnew, dkeep = _masked_step_backward(dstate, mask[t])
-        dcell_in, dprev, g = _cell_backward(config, dnew, cell_cache)
-        add_prefixed(grads, "", g)
-        dz, g = mlp_backward(dcell_in[:, F:] + dpz[t], pz_cache)  # phi_z(z_t) fed the cell and dec
-        add_prefixed(grads, "phi_z.", g)
-        dmu, dsigma, _ = reparam_backward(dz, z_cache)
-        dhe, g = heads.gaussian_head_backward(dmu + dq_mu[t], dsigma + dq_sigma[t], head_cache)
-        add_prefixed(grads, "", g)
-        denc_in, g = mlp_backward(dhe, enc_cache)
-        add_prefixed(grads, "enc.", g)
-        dpx[t] = dcell_in[:, :F] + denc_in[:, :F]
-        dh = dprev[0] + dkeep[0] + dh_prevs[t] + denc_in[:, F:]  # every reader of h_{t-1}
-        dstate = (dh,) + tuple(a + b for a, b in zip(dprev[1:], dkeep[1:]))
-    return dpx
-
+# --- VRNN, eqs. (4)-(10): the prior (the encoder -> z -> phi_z -> f chain is in chain.py) --------------
 
 def _prior_forward(params, config, h_prevs):
     """[mu_0, sigma_0] = phi^prior(h_{t-1}) (eq. 4), or N(0, I) for VRNN-I."""

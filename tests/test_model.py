@@ -140,3 +140,57 @@ def test_bad_inputs_are_value_errors_naming_the_argument():
         loss_and_grads(params, config, x, mask, None)
     with pytest.raises(ValueError, match="model: expected one of"):
         VRNNConfig(x_dim=2, model="vrnn")
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_chain_kernels_match_the_python_loop(cell, n_layers):
+    """The compiled chain (minivrnn/chain.py) against the readable loop in tests/reference/chain.py."""
+    from minivrnn.chain import chain_backward, chain_forward
+    from tests.reference import chain as ref
+
+    config = VRNNConfig(x_dim=2, z_dim=3, h_dim=5, feat_dim=4, n_layers=n_layers, model="vrnn-gauss", cell=cell)
+    params = init_params(config, seed=7)
+    rng = np.random.default_rng(8)
+    T, B, F = 6, 4, config.feat_dim
+    px = np.abs(rng.normal(size=(T, B, F)))
+    mask = (np.arange(T)[:, None] < np.array([6, 2, 4, 1])[None]).astype(float)
+    eps = rng.normal(size=(T, B, config.z_dim))
+    state0 = tuple(rng.normal(size=(B, config.h_dim)) * 0.5 for _ in range(config.n_state))
+    out, cache = chain_forward(params, config, px, mask, eps, state0)
+    loop, h_prevs, dec_in, state = ref._vrnn_loop_forward(params, config, px, mask, eps, state0)
+    np.testing.assert_allclose(out["h_prevs"], h_prevs, rtol=1e-10)
+    np.testing.assert_allclose(out["pz"], dec_in[..., :F], rtol=1e-10)
+    np.testing.assert_allclose(out["q_mu"], loop["q_mu"], rtol=1e-10)
+    np.testing.assert_allclose(out["q_sigma"], loop["q_sigma"], rtol=1e-10)
+    for a, b in zip(out["final_state"], state):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    dpz, dh_prevs = rng.normal(size=(T, B, F)), rng.normal(size=(T, B, config.h_dim))
+    dq_mu, dq_sigma = rng.normal(size=(T, B, config.z_dim)), rng.normal(size=(T, B, config.z_dim))
+    dpx, grads = chain_backward(cache, dpz, dh_prevs, dq_mu, dq_sigma)
+    ref_grads = {}
+    ref_dpx = ref._vrnn_loop_backward(loop, config, mask, dpz, dh_prevs, dq_mu, dq_sigma, ref_grads)
+    np.testing.assert_allclose(dpx, ref_dpx, rtol=1e-10, atol=1e-12)
+    assert set(grads) == set(ref_grads)
+    for k in grads:
+        np.testing.assert_allclose(grads[k], ref_grads[k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    """The batch is split into one chunk per thread; each sequence's arithmetic is the same either way."""
+    import numba
+
+    config = _small("vrnn-gmm", "gru")
+    params = init_params(config, seed=9)
+    x, mask, eps = _batch(config, lengths=[5, 4, 3, 5, 2, 1])
+    results = []
+    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+        numba.set_num_threads(threads)
+        try:
+            results.append(loss_and_grads(params, config, x, mask, eps))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    (l1, g1), (l2, g2) = results
+    np.testing.assert_allclose(l1, l2, rtol=1e-12)
+    for k in g1:
+        np.testing.assert_allclose(g1[k], g2[k], rtol=1e-10, atol=1e-14, err_msg=k)

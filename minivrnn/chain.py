@@ -1,0 +1,286 @@
+"""The VRNN's sequential chain, compiled: encoder (eq. 8) -> z_t -> phi_z -> recurrence (eq. 6).
+
+Only this chain needs a loop over time: z_t depends on h_{t-1}, and h_t on z_t. Everything else (phi_x of
+every frame, the prior, the decoder, the KL and the log-likelihood) runs over all T*B rows at once in
+model.py. So the loop here does just the products that must be sequential, per time step:
+
+    [a_enc0 | a_h] = h_{t-1} @ [W_enc0h | W_h]        one product for both readers of h_{t-1}
+    e = ReLU layers of the encoder                    eq. (8)
+    mu_z, sigma_z = e @ W_mu + b_mu, softplus(e @ W_sig + b_sig) + sigma_min
+    z_t = mu_z + sigma_z * eps_t                      the reparameterisation
+    p = ReLU layers of phi_z(z_t)
+    a_i = (phi_x(x_t) @ W_ipx + b_i, computed before the loop) + p @ W_ipz
+    h_t = GRU or LSTM gates from a_i, a_h; padded steps keep h_{t-1}
+
+and stores every pre-activation's input so that, after the backward loop, each weight gradient is one
+matrix product over all T*B rows (no accumulation inside the loop at all). Sequences are independent, so
+the batch is split into chunks run in parallel (``prange``); each chunk writes only its own rows.
+"""
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .ops import gru, lstm
+from .ops.gru import _gru_gates_step, _gru_gates_step_backward, _masked_update, _masked_update_backward
+from .ops.lstm import _lstm_gates_step, _lstm_gates_step_backward
+from .params import sub
+
+
+def chain_forward(params, config, px, mask, eps, state0):
+    """Run the chain over time. px (T, B, F) = phi_x(x), mask (T, B), eps (T, B, Z), state0 = (h0,) or
+    (h0, c0). Returns (out, cache) with out = {h_prevs (T, B, H), pz (T, B, F), q_mu, q_sigma (T, B, Z),
+    final_state}."""
+    T, B, F = px.shape
+    H, Z, L, dtype = config.h_dim, config.z_dim, config.n_layers, px.dtype
+    is_lstm = config.cell == "lstm"
+    w = _weights(params, config, dtype)
+    G = w["W_ipz"].shape[1]  # 3H (GRU) or 4H (LSTM)
+    px2 = px.reshape(T * B, F)
+    ax_enc = (px2 @ w["W_enc0x"] + params["enc.l0.b"]).reshape(T, B, F)  # encoder layer 0, phi_x side
+    ax_cell = (px2 @ w["W_ipx"] + w["b_i"]).reshape(T, B, G)  # recurrence, phi_x side
+    Hc = H if is_lstm else 0  # the cell state c exists only for the LSTM (zero-width arrays otherwise)
+    h0 = np.ascontiguousarray(state0[0])
+    c0 = np.ascontiguousarray(state0[1]) if is_lstm else np.zeros((B, 0), dtype)
+    s = {  # everything the backward pass needs, each (T, B, ...) or (L, T, B, F)
+        "h_prev": np.empty((T, B, H), dtype), "c_prev": np.empty((T, B, Hc), dtype),
+        "enc_act": np.empty((L, T, B, F), dtype), "q_mu": np.empty((T, B, Z), dtype),
+        "q_sigma": np.empty((T, B, Z), dtype), "slope": np.empty((T, B, Z), dtype),
+        "z": np.empty((T, B, Z), dtype), "pz_act": np.empty((L, T, B, F), dtype),
+        "a_h": np.empty((T, B, G), dtype), "gates": np.empty((T, B, G), dtype),
+        "tanh_c": np.empty((T, B, Hc), dtype),
+    }
+    h_out, c_out = np.empty((B, H), dtype), np.empty((B, Hc), dtype)
+    _chain_forward_kernel(
+        is_lstm, _n_chunks(B), ax_enc, ax_cell, np.ascontiguousarray(eps), np.ascontiguousarray(mask), h0, c0,
+        w["W_hcat"], w["b_h"], w["enc_W"], w["enc_b"], w["W_mu"], w["b_mu"], w["W_sig"], w["b_sig"],
+        w["W_z0"], w["b_z0"], w["z_W"], w["z_b"], w["W_ipz"], dtype.type(config.sigma_min),
+        s["h_prev"], s["c_prev"], s["enc_act"], s["q_mu"], s["q_sigma"], s["slope"], s["z"], s["pz_act"],
+        s["a_h"], s["gates"], s["tanh_c"], h_out, c_out)
+    out = {"h_prevs": s["h_prev"], "pz": s["pz_act"][L - 1], "q_mu": s["q_mu"], "q_sigma": s["q_sigma"],
+           "final_state": (h_out, c_out) if is_lstm else (h_out,)}
+    return out, (config, px, mask, eps, w, s)
+
+
+def chain_backward(cache, dpz, dh_prevs, dq_mu, dq_sigma):
+    """Backprop through time along the chain. Inputs are the gradients reaching the chain's outputs from
+    outside it (the decoder's d phi_z(z_t), the prior's and decoder's d h_{t-1}, the KL's d mu_z, d sigma_z).
+    Returns (dpx (T, B, F), grads keyed by full parameter names)."""
+    config, px, mask, eps, w, s = cache
+    (T, B, F), L, dtype = px.shape, config.n_layers, px.dtype
+    is_lstm = config.cell == "lstm"
+    G = w["W_ipz"].shape[1]
+    d = {"enc": np.empty((L, T, B, F), dtype), "mu": np.empty_like(s["q_mu"]), "asig": np.empty_like(s["q_mu"]),
+         "pz": np.empty((L, T, B, F), dtype), "a_h": np.empty((T, B, G), dtype)}
+    d["a_i"] = d["a_h"] if is_lstm else np.empty((T, B, G), dtype)  # the LSTM sums a_i + a_h: one gradient
+    dh0, dc0 = np.empty((B, config.h_dim), dtype), np.empty((B, s["c_prev"].shape[2]), dtype)
+    _chain_backward_kernel(
+        is_lstm, _n_chunks(B), np.ascontiguousarray(dpz), np.ascontiguousarray(dh_prevs),
+        np.ascontiguousarray(dq_mu), np.ascontiguousarray(dq_sigma), np.ascontiguousarray(mask),
+        np.ascontiguousarray(eps), s["h_prev"], s["c_prev"], s["enc_act"], s["slope"], s["pz_act"], s["a_h"],
+        s["gates"], s["tanh_c"], w["W_hcatT"], w["enc_WT"], w["W_muT"], w["W_sigT"], w["W_z0T"], w["z_WT"],
+        w["W_ipzT"], d["enc"], d["mu"], d["asig"], d["pz"], d["a_i"], d["a_h"], dh0, dc0)
+    return _input_and_weight_grads(config, px, w, s, d)
+
+
+def _input_and_weight_grads(config, px, w, s, d):
+    """After the loop: d phi_x(x) and every weight gradient, each one product over all N = T*B rows."""
+    (T, B, F), L, N = px.shape, config.n_layers, px.shape[0] * px.shape[1]
+    rows = lambda a: a.reshape(N, a.shape[-1])  # (T, B, X) -> (N, X)
+    grads = {}
+
+    def linear(name, inputs, dout):
+        grads[f"{name}.W"], grads[f"{name}.b"] = rows(inputs).T @ rows(dout), rows(dout).sum(axis=0)
+
+    linear("enc.l0", np.concatenate([px, s["h_prev"]], axis=2), d["enc"][0])  # enc saw [phi_x(x_t), h_{t-1}]
+    for l in range(1, L):
+        linear(f"enc.l{l}", s["enc_act"][l - 1], d["enc"][l])
+    linear("enc.mu", s["enc_act"][L - 1], d["mu"])
+    linear("enc.sigma", s["enc_act"][L - 1], d["asig"])
+    linear("phi_z.l0", s["z"], d["pz"][0])
+    for l in range(1, L):
+        linear(f"phi_z.l{l}", s["pz_act"][l - 1], d["pz"][l])
+    cell_in = rows(np.concatenate([px, s["pz_act"][L - 1]], axis=2))  # the cell saw [phi_x(x_t), phi_z(z_t)]
+    da_i, da_h = rows(d["a_i"]), rows(d["a_h"])
+    module = lstm if config.cell == "lstm" else gru
+    cell = module.unpack(cell_in.T @ da_i, rows(s["h_prev"]).T @ da_h, da_i.sum(axis=0), da_h.sum(axis=0))
+    grads.update({f"{config.cell}.{k}": v for k, v in cell.items()})
+    dpx = rows(d["enc"][0]) @ w["W_enc0x"].T + da_i @ w["W_ipx"].T  # (N, F): phi_x fed encoder and cell
+    return dpx.reshape(T, B, F), grads
+
+
+def _weights(params, config, dtype):
+    """The chain's weights, cut and stacked the way the kernels read them (plus transposes for backward)."""
+    F, L = config.feat_dim, config.n_layers
+    c = sub(params, f"{config.cell}.")
+    W_i, W_h, b_i, b_h = (lstm if config.cell == "lstm" else gru).pack(c)
+    if config.cell == "lstm":  # both biases sit inside the one pre-activation a_i + a_h
+        b_i, b_h = b_i + b_h, np.zeros_like(b_h)
+    W_enc0 = params["enc.l0.W"]  # (F + H, F)
+    stack = lambda name: (np.stack([params[f"{name}.l{l}.W"] for l in range(1, L)]) if L > 1
+                          else np.empty((0, F, F), dtype))
+    stack_b = lambda name: (np.stack([params[f"{name}.l{l}.b"] for l in range(1, L)]) if L > 1
+                            else np.empty((0, F), dtype))
+    w = {
+        "W_enc0x": W_enc0[:F], "W_hcat": np.ascontiguousarray(np.concatenate([W_enc0[F:], W_h], axis=1)),
+        "b_h": b_h, "b_i": b_i, "W_ipx": W_i[:F], "W_ipz": np.ascontiguousarray(W_i[F:]),
+        "enc_W": stack("enc"), "enc_b": stack_b("enc"), "z_W": stack("phi_z"), "z_b": stack_b("phi_z"),
+        "W_mu": params["enc.mu.W"], "b_mu": params["enc.mu.b"], "W_sig": params["enc.sigma.W"],
+        "b_sig": params["enc.sigma.b"], "W_z0": params["phi_z.l0.W"], "b_z0": params["phi_z.l0.b"],
+    }
+    for name in ("W_hcat", "W_mu", "W_sig", "W_z0", "W_ipz"):
+        w[name + "T"] = np.ascontiguousarray(w[name].T)
+    for name in ("enc_W", "z_W"):
+        w[name + "T"] = np.ascontiguousarray(w[name].transpose(0, 2, 1))
+    return {k: np.ascontiguousarray(v) for k, v in w.items()}
+
+
+def _n_chunks(B):
+    """One chunk of the batch per thread (never more chunks than sequences)."""
+    return max(1, min(B, numba.get_num_threads()))
+
+
+@njit(cache=True)
+def _relu_layer(a, b, out):
+    """out = max(a + b, 0) row by row (a is the product already computed)."""
+    zero = out.dtype.type(0.0)
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            v = a[i, j] + b[j]
+            out[i, j] = v if v > zero else zero
+
+
+@njit(cache=True)
+def _relu_backward(dy, act, out):
+    """out = dy where the layer's output was positive, else 0."""
+    zero = out.dtype.type(0.0)
+    for i in range(dy.shape[0]):
+        for j in range(dy.shape[1]):
+            out[i, j] = dy[i, j] if act[i, j] > zero else zero
+
+
+@njit(cache=True, parallel=True)
+def _chain_forward_kernel(is_lstm, n_chunks, ax_enc, ax_cell, eps, mask, h0, c0, W_hcat, b_h, enc_W, enc_b,
+                          W_mu, b_mu, W_sig, b_sig, W_z0, b_z0, z_W, z_b, W_ipz, sigma_min, h_prev, c_prev,
+                          enc_act, q_mu, q_sigma, slope, z, pz_act, a_h, gates, tanh_c, h_out, c_out):
+    T, B, F = ax_enc.shape
+    L, Z, G = enc_act.shape[0], eps.shape[2], a_h.shape[2]
+    one = ax_enc.dtype.type(1.0)
+    zero = ax_enc.dtype.type(0.0)
+    for chunk in prange(n_chunks):
+        r0, r1 = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
+        nb = r1 - r0
+        h, c = h0[r0:r1].copy(), c0[r0:r1].copy()  # (nb, H), (nb, H or 0)
+        h_new, c_new = np.empty_like(h), np.empty_like(c)
+        ah_cat = np.empty((nb, F + G), ax_enc.dtype)
+        a_f = np.empty((nb, F), ax_enc.dtype)
+        a_mu, a_sig = np.empty((nb, Z), ax_enc.dtype), np.empty((nb, Z), ax_enc.dtype)
+        a_i = np.empty((nb, G), ax_enc.dtype)
+        for t in range(T):
+            h_prev[t, r0:r1] = h
+            c_prev[t, r0:r1] = c
+            np.dot(h, W_hcat, ah_cat)  # [a_enc0 | a_h] = h_{t-1} @ [W_enc0h | W_h]
+            for i in range(nb):  # encoder layer 0, eq. (8): ReLU(phi_x side + h side)
+                for j in range(F):
+                    v = ax_enc[t, r0 + i, j] + ah_cat[i, j]
+                    enc_act[0, t, r0 + i, j] = v if v > zero else zero
+            for l in range(1, L):
+                np.dot(enc_act[l - 1, t, r0:r1], enc_W[l - 1], a_f)
+                _relu_layer(a_f, enc_b[l - 1], enc_act[l, t, r0:r1])
+            np.dot(enc_act[L - 1, t, r0:r1], W_mu, a_mu)
+            np.dot(enc_act[L - 1, t, r0:r1], W_sig, a_sig)
+            for i in range(nb):  # mu_z, sigma_z = softplus(.) + sigma_min, z_t = mu_z + sigma_z * eps_t
+                for k in range(Z):
+                    mu = a_mu[i, k] + b_mu[k]
+                    a = a_sig[i, k] + b_sig[k]
+                    e = np.exp(-abs(a))
+                    sigma = max(a, zero) + np.log1p(e) + sigma_min
+                    q_mu[t, r0 + i, k] = mu
+                    q_sigma[t, r0 + i, k] = sigma
+                    slope[t, r0 + i, k] = one / (one + e) if a >= zero else e / (one + e)  # sigmoid(a)
+                    z[t, r0 + i, k] = mu + sigma * eps[t, r0 + i, k]
+            np.dot(z[t, r0:r1], W_z0, a_f)  # phi_z(z_t)
+            _relu_layer(a_f, b_z0, pz_act[0, t, r0:r1])
+            for l in range(1, L):
+                np.dot(pz_act[l - 1, t, r0:r1], z_W[l - 1], a_f)
+                _relu_layer(a_f, z_b[l - 1], pz_act[l, t, r0:r1])
+            np.dot(pz_act[L - 1, t, r0:r1], W_ipz, a_i)  # the recurrence's input side, eq. (6)
+            for i in range(nb):
+                for j in range(G):
+                    a_i[i, j] += ax_cell[t, r0 + i, j]
+                    a_h[t, r0 + i, j] = ah_cat[i, F + j] + b_h[j]
+            if is_lstm:
+                _lstm_gates_step(a_i, a_h[t, r0:r1], c, gates[t, r0:r1], tanh_c[t, r0:r1], c_new, h_new)
+                _masked_update(mask[t, r0:r1], c_new, c, c_new)  # padded steps keep c_{t-1}
+                c[:] = c_new
+            else:
+                _gru_gates_step(a_i, a_h[t, r0:r1], h, gates[t, r0:r1], h_new)
+            _masked_update(mask[t, r0:r1], h_new, h, h_new)  # padded steps keep h_{t-1}
+            h[:] = h_new
+        h_out[r0:r1] = h
+        c_out[r0:r1] = c
+
+
+@njit(cache=True, parallel=True)
+def _chain_backward_kernel(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, mask, eps, h_prev, c_prev,
+                           enc_act, slope, pz_act, a_h, gates, tanh_c, W_hcatT, enc_WT, W_muT, W_sigT, W_z0T,
+                           z_WT, W_ipzT, d_enc, d_mu, d_asig, d_pz, da_i, da_h, dh0, dc0):
+    """_chain_forward_kernel's loop in reverse, newest step first; dh (and dc) carry d loss / d state."""
+    T, B, F = dpz_ext.shape
+    L, Z, H, Hc = d_enc.shape[0], eps.shape[2], h_prev.shape[2], c_prev.shape[2]
+    G = da_h.shape[2]
+    one = dpz_ext.dtype.type(1.0)
+    for chunk in prange(n_chunks):
+        r0, r1 = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
+        nb = r1 - r0
+        dh, dc = np.zeros((nb, H), dpz_ext.dtype), np.zeros((nb, Hc), dpz_ext.dtype)
+        dh_new, dh_keep, dh_gates = np.empty_like(dh), np.empty_like(dh), np.zeros_like(dh)
+        dc_new, dc_keep, dc_gates = np.empty_like(dc), np.empty_like(dc), np.empty_like(dc)
+        dp, dp_next = np.empty((nb, F), dpz_ext.dtype), np.empty((nb, F), dpz_ext.dtype)
+        de, de_sig = np.empty((nb, F), dpz_ext.dtype), np.empty((nb, F), dpz_ext.dtype)
+        dz = np.empty((nb, Z), dpz_ext.dtype)
+        dcat = np.empty((nb, F + G), dpz_ext.dtype)
+        dh_mat = np.empty((nb, H), dpz_ext.dtype)
+        for t in range(T - 1, -1, -1):
+            _masked_update_backward(mask[t, r0:r1], dh, dh_new, dh_keep)
+            if is_lstm:
+                _masked_update_backward(mask[t, r0:r1], dc, dc_new, dc_keep)
+                _lstm_gates_step_backward(dh_new, dc_new, c_prev[t, r0:r1], gates[t, r0:r1],
+                                          tanh_c[t, r0:r1], da_h[t, r0:r1], dc_gates)
+            else:
+                _gru_gates_step_backward(dh_new, a_h[t, r0:r1], h_prev[t, r0:r1], gates[t, r0:r1],
+                                         da_i[t, r0:r1], da_h[t, r0:r1], dh_gates)
+            np.dot(da_i[t, r0:r1], W_ipzT, dp)  # phi_z(z_t) fed the recurrence ...
+            dp += dpz_ext[t, r0:r1]  # ... and the decoder
+            for l in range(L - 1, 0, -1):
+                _relu_backward(dp, pz_act[l, t, r0:r1], d_pz[l, t, r0:r1])
+                np.dot(d_pz[l, t, r0:r1], z_WT[l - 1], dp_next)
+                dp[:] = dp_next
+            _relu_backward(dp, pz_act[0, t, r0:r1], d_pz[0, t, r0:r1])
+            np.dot(d_pz[0, t, r0:r1], W_z0T, dz)  # d z_t
+            for i in range(nb):  # z = mu + sigma * eps; sigma = softplus(a) + sigma_min; plus the KL's share
+                for k in range(Z):
+                    d_mu[t, r0 + i, k] = dz[i, k] + dq_mu[t, r0 + i, k]
+                    dsigma = dz[i, k] * eps[t, r0 + i, k] + dq_sigma[t, r0 + i, k]
+                    d_asig[t, r0 + i, k] = dsigma * slope[t, r0 + i, k]
+            np.dot(d_mu[t, r0:r1], W_muT, de)
+            np.dot(d_asig[t, r0:r1], W_sigT, de_sig)
+            de += de_sig
+            for l in range(L - 1, 0, -1):
+                _relu_backward(de, enc_act[l, t, r0:r1], d_enc[l, t, r0:r1])
+                np.dot(d_enc[l, t, r0:r1], enc_WT[l - 1], de_sig)
+                de[:] = de_sig
+            _relu_backward(de, enc_act[0, t, r0:r1], d_enc[0, t, r0:r1])
+            dcat[:, :F] = d_enc[0, t, r0:r1]
+            dcat[:, F:] = da_h[t, r0:r1]
+            np.dot(dcat, W_hcatT, dh_mat)  # both readers of h_{t-1}: encoder layer 0 and the recurrence
+            for i in range(nb):
+                for j in range(H):
+                    dh[i, j] = dh_keep[i, j] + dh_mat[i, j] + dh_ext[t, r0 + i, j]
+                    if not is_lstm:
+                        dh[i, j] += dh_gates[i, j]  # the GRU's direct path u * dh_new
+            if is_lstm:
+                for i in range(nb):
+                    for j in range(Hc):
+                        dc[i, j] = dc_keep[i, j] + dc_gates[i, j]
+        dh0[r0:r1] = dh
+        dc0[r0:r1] = dc
