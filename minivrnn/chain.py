@@ -16,6 +16,8 @@ and stores every pre-activation's input so that, after the backward loop, each w
 matrix product over all T*B rows (no accumulation inside the loop at all). Sequences are independent, so
 the batch is split into chunks run in parallel (``prange``); each chunk writes only its own rows.
 """
+from contextlib import contextmanager
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -50,12 +52,15 @@ def chain_forward(params, config, px, mask, eps, state0):
         "tanh_c": np.empty((T, B, Hc), dtype),
     }
     h_out, c_out = np.empty((B, H), dtype), np.empty((B, Hc), dtype)
-    _chain_forward_kernel(
-        is_lstm, _n_chunks(B), ax_enc, ax_cell, np.ascontiguousarray(eps), np.ascontiguousarray(mask), h0, c0,
-        w["W_hcat"], w["b_h"], w["enc_W"], w["enc_b"], w["W_mu"], w["b_mu"], w["W_sig"], w["b_sig"],
-        w["W_z0"], w["b_z0"], w["z_W"], w["z_b"], w["W_ipz"], dtype.type(config.sigma_min),
-        s["h_prev"], s["c_prev"], s["enc_act"], s["q_mu"], s["q_sigma"], s["slope"], s["z"], s["pz_act"],
-        s["a_h"], s["gates"], s["tanh_c"], h_out, c_out)
+    n_chunks = _n_chunks(B, w["W_hcat"].size * B)
+    with _threads(n_chunks):
+        _chain_forward_kernel(
+            is_lstm, n_chunks, ax_enc, ax_cell, np.ascontiguousarray(eps),
+            np.ascontiguousarray(mask), h0, c0,
+            w["W_hcat"], w["b_h"], w["enc_W"], w["enc_b"], w["W_mu"], w["b_mu"], w["W_sig"], w["b_sig"],
+            w["W_z0"], w["b_z0"], w["z_W"], w["z_b"], w["W_ipz"], dtype.type(config.sigma_min),
+            s["h_prev"], s["c_prev"], s["enc_act"], s["q_mu"], s["q_sigma"], s["slope"], s["z"], s["pz_act"],
+            s["a_h"], s["gates"], s["tanh_c"], h_out, c_out)
     out = {"h_prevs": s["h_prev"], "pz": s["pz_act"][L - 1], "q_mu": s["q_mu"], "q_sigma": s["q_sigma"],
            "final_state": (h_out, c_out) if is_lstm else (h_out,)}
     return out, (config, px, mask, eps, w, s)
@@ -73,12 +78,14 @@ def chain_backward(cache, dpz, dh_prevs, dq_mu, dq_sigma):
          "pz": np.empty((L, T, B, F), dtype), "a_h": np.empty((T, B, G), dtype)}
     d["a_i"] = d["a_h"] if is_lstm else np.empty((T, B, G), dtype)  # the LSTM sums a_i + a_h: one gradient
     dh0, dc0 = np.empty((B, config.h_dim), dtype), np.empty((B, s["c_prev"].shape[2]), dtype)
-    _chain_backward_kernel(
-        is_lstm, _n_chunks(B), np.ascontiguousarray(dpz), np.ascontiguousarray(dh_prevs),
-        np.ascontiguousarray(dq_mu), np.ascontiguousarray(dq_sigma), np.ascontiguousarray(mask),
-        np.ascontiguousarray(eps), s["h_prev"], s["c_prev"], s["enc_act"], s["slope"], s["pz_act"], s["a_h"],
-        s["gates"], s["tanh_c"], w["W_hcatT"], w["enc_WT"], w["W_muT"], w["W_sigT"], w["W_z0T"], w["z_WT"],
-        w["W_ipzT"], d["enc"], d["mu"], d["asig"], d["pz"], d["a_i"], d["a_h"], dh0, dc0)
+    n_chunks = _n_chunks(B, w["W_hcat"].size * B)
+    with _threads(n_chunks):
+        _chain_backward_kernel(
+            is_lstm, n_chunks, np.ascontiguousarray(dpz), np.ascontiguousarray(dh_prevs),
+            np.ascontiguousarray(dq_mu), np.ascontiguousarray(dq_sigma), np.ascontiguousarray(mask),
+            np.ascontiguousarray(eps), s["h_prev"], s["c_prev"], s["enc_act"], s["slope"], s["pz_act"], s["a_h"],
+            s["gates"], s["tanh_c"], w["W_hcatT"], w["enc_WT"], w["W_muT"], w["W_sigT"], w["W_z0T"], w["z_WT"],
+            w["W_ipzT"], d["enc"], d["mu"], d["asig"], d["pz"], d["a_i"], d["a_h"], dh0, dc0)
     return _input_and_weight_grads(config, px, w, s, d)
 
 
@@ -134,8 +141,26 @@ def _weights(params, config, dtype):
     return {k: np.ascontiguousarray(v) for k, v in w.items()}
 
 
-def _n_chunks(B):
-    """One chunk of the batch per thread (never more chunks than sequences)."""
+# Below this many multiply-adds per time step (B * H * (F + G), the product with h_{t-1}) a second thread
+# costs more in synchronisation than it saves: the chain then runs as one chunk.
+PARALLEL_MIN_WORK = 500_000
+
+
+@contextmanager
+def _threads(n):
+    """Run a parallel kernel on at most ``n`` threads (with n = 1 no other thread is woken at all)."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(n, before))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def _n_chunks(B, step_work):
+    """One chunk of the batch per thread when the step is big enough to pay for it, else one chunk."""
+    if step_work < PARALLEL_MIN_WORK:
+        return 1
     return max(1, min(B, numba.get_num_threads()))
 
 

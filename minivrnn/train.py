@@ -18,6 +18,7 @@ from . import data as datalib
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .model import MODELS, VRNNConfig, backward, forward, init_params
 from .optim import Adam, clip_by_global_norm
+from .threads import single_threaded_blas
 
 TINY = dict(data="handwriting", model="vrnn-gmm", z_dim=8, h_dim=32, feat_dim=32, epochs=15, batch_size=16,
             max_len=50, lr=3e-3)
@@ -79,7 +80,8 @@ def resolve_args(args):
 def main(argv=None):
     args = resolve_args(build_parser().parse_args(argv))
     try:
-        code = train(args)
+        with single_threaded_blas():
+            code = train(args)
     except (TrainError, datalib.DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

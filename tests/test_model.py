@@ -176,10 +176,14 @@ def test_chain_kernels_match_the_python_loop(cell, n_layers):
         np.testing.assert_allclose(grads[k], ref_grads[k], rtol=1e-10, atol=1e-12, err_msg=k)
 
 
-def test_results_do_not_depend_on_the_thread_count():
+def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     """The batch is split into one chunk per thread; each sequence's arithmetic is the same either way."""
     import numba
 
+    import minivrnn.chain
+
+    monkeypatch.setattr(minivrnn.chain, "PARALLEL_MIN_WORK", 0)  # split even this small batch
+    assert numba.config.NUMBA_NUM_THREADS >= 2, "needs a machine with two or more cores"
     config = _small("vrnn-gmm", "gru")
     params = init_params(config, seed=9)
     x, mask, eps = _batch(config, lengths=[5, 4, 3, 5, 2, 1])
