@@ -198,3 +198,14 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     np.testing.assert_allclose(l1, l2, rtol=1e-12)
     for k in g1:
         np.testing.assert_allclose(g1[k], g2[k], rtol=1e-10, atol=1e-14, err_msg=k)
+
+
+def test_saturated_correlation_stays_finite_in_float32():
+    """rho = tanh(a) would round to exactly 1 for a > ~9 in float32; a is clipped to +-8 (heads.RHO_CLIP)."""
+    config = _small("vrnn-gmm", output="pen")
+    params = {k: v.astype(np.float32) for k, v in init_params(config, seed=10).items()}
+    params["dec.rho.b"] = params["dec.rho.b"] + np.float32(50.0)
+    x, mask, eps = (a.astype(np.float32) for a in _batch(config))
+    loss, grads = loss_and_grads(params, config, x, mask, eps)
+    assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads.values())
+    assert np.all(grads["dec.rho.b"] == 0)  # beyond the clip the correlation no longer moves
