@@ -221,6 +221,9 @@ def write_plots(args, params, config, splits, valid_seqs, history, kl_per_step):
     if config.latent:
         plots.plot_kl_per_step(kl_per_step, os.path.join(args.out, "kl_per_step.png"))
     plots.plot_samples(real, fake, splits.kind, os.path.join(args.out, "samples.png"))
+    if splits.kind == "speech":  # listen to it: frames back to a 16 kHz waveform
+        datalib.write_wav(os.path.join(args.out, "sample.wav"),
+                          np.clip(datalib.frames_to_waveform(fake[0]), -1, 1), splits.sample_rate)
 
 
 if __name__ == "__main__":
