@@ -16,6 +16,7 @@ and stores every pre-activation's input so that, after the backward loop, each w
 matrix product over all T*B rows (no accumulation inside the loop at all). Sequences are independent, so
 the batch is split into chunks run in parallel (``prange``); each chunk writes only its own rows.
 """
+import types
 from contextlib import contextmanager
 
 import numba
@@ -54,7 +55,7 @@ def chain_forward(params, config, px, mask, eps, state0):
     h_out, c_out = np.empty((B, H), dtype), np.empty((B, Hc), dtype)
     n_chunks = _n_chunks(B, w["W_hcat"].size * B)
     with _threads(n_chunks):
-        _chain_forward_kernel(
+        FORWARD[n_chunks > 1](
             is_lstm, n_chunks, ax_enc, ax_cell, np.ascontiguousarray(eps),
             np.ascontiguousarray(mask), h0, c0,
             w["W_hcat"], w["b_h"], w["enc_W"], w["enc_b"], w["W_mu"], w["b_mu"], w["W_sig"], w["b_sig"],
@@ -80,7 +81,7 @@ def chain_backward(cache, dpz, dh_prevs, dq_mu, dq_sigma):
     dh0, dc0 = np.empty((B, config.h_dim), dtype), np.empty((B, s["c_prev"].shape[2]), dtype)
     n_chunks = _n_chunks(B, w["W_hcat"].size * B)
     with _threads(n_chunks):
-        _chain_backward_kernel(
+        BACKWARD[n_chunks > 1](
             is_lstm, n_chunks, np.ascontiguousarray(dpz), np.ascontiguousarray(dh_prevs),
             np.ascontiguousarray(dq_mu), np.ascontiguousarray(dq_sigma), np.ascontiguousarray(mask),
             np.ascontiguousarray(eps), s["h_prev"], s["c_prev"], s["enc_act"], s["slope"], s["pz_act"], s["a_h"],
@@ -183,8 +184,7 @@ def _relu_backward(dy, act, out):
             out[i, j] = dy[i, j] if act[i, j] > zero else zero
 
 
-@njit(cache=True, parallel=True)
-def _chain_forward_kernel(is_lstm, n_chunks, ax_enc, ax_cell, eps, mask, h0, c0, W_hcat, b_h, enc_W, enc_b,
+def _chain_forward_loop(is_lstm, n_chunks, ax_enc, ax_cell, eps, mask, h0, c0, W_hcat, b_h, enc_W, enc_b,
                           W_mu, b_mu, W_sig, b_sig, W_z0, b_z0, z_W, z_b, W_ipz, sigma_min, h_prev, c_prev,
                           enc_act, q_mu, q_sigma, slope, z, pz_act, a_h, gates, tanh_c, h_out, c_out):
     T, B, F = ax_enc.shape
@@ -245,11 +245,10 @@ def _chain_forward_kernel(is_lstm, n_chunks, ax_enc, ax_cell, eps, mask, h0, c0,
         c_out[r0:r1] = c
 
 
-@njit(cache=True, parallel=True)
-def _chain_backward_kernel(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, mask, eps, h_prev, c_prev,
+def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, mask, eps, h_prev, c_prev,
                            enc_act, slope, pz_act, a_h, gates, tanh_c, W_hcatT, enc_WT, W_muT, W_sigT, W_z0T,
                            z_WT, W_ipzT, d_enc, d_mu, d_asig, d_pz, da_i, da_h, dh0, dc0):
-    """_chain_forward_kernel's loop in reverse, newest step first; dh (and dc) carry d loss / d state."""
+    """_chain_forward_loop in reverse, newest step first; dh (and dc) carry d loss / d state."""
     T, B, F = dpz_ext.shape
     L, Z, H, Hc = d_enc.shape[0], eps.shape[2], h_prev.shape[2], c_prev.shape[2]
     G = da_h.shape[2]
@@ -309,3 +308,18 @@ def _chain_backward_kernel(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, 
                         dc[i, j] = dc_keep[i, j] + dc_gates[i, j]
         dh0[r0:r1] = dh
         dc0[r0:r1] = dc
+
+
+def _compiled(loop, parallel):
+    """A Numba dispatcher of ``loop``: serial (compiles in a third of the time; runs whenever one chunk is
+    enough, as for small models) or parallel (``prange`` over the chunks). Each is a copy of the function under
+    its own name, so the two are cached side by side."""
+    name = f"{loop.__name__}_{'parallel' if parallel else 'serial'}"
+    copy = types.FunctionType(loop.__code__, loop.__globals__, name)
+    copy.__qualname__ = name
+    return njit(cache=True, parallel=parallel)(copy)
+
+
+# Indexed by "more than one chunk?": the parallel versions compile only when a big model first needs them.
+FORWARD = {False: _compiled(_chain_forward_loop, False), True: _compiled(_chain_forward_loop, True)}
+BACKWARD = {False: _compiled(_chain_backward_loop, False), True: _compiled(_chain_backward_loop, True)}
