@@ -217,14 +217,12 @@ def _markdown(rows, peaks, sides):
 
 def _sweep(out):
     """Time per step (minivrnn, 1 thread) against T, B and H around the speech-small configuration."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     base = dict(zip("DHZFTB", CONFIGS["speech-small"]))
     axes_values = {"T": [10, 20, 40, 80], "B": [8, 16, 32, 64], "H": [32, 64, 128, 256]}
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3))
+    fig = Figure(figsize=(10, 3))
+    axes = fig.subplots(1, 3)
     for ax, (letter, values) in zip(axes, axes_values.items()):
         ms = []
         for v in values:

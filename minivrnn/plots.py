@@ -1,14 +1,12 @@
 """PNG plots of a training run: the training curve, the per-time-step KL, samples beside real data."""
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no screen needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: no global backend switch (notebooks keep inline plots)
 
 
 def plot_training_curve(history, path):
     """Training loss per step and the validation bound per epoch (both: negative ELBO per sequence)."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     steps = [h["step"] for h in history]
     ax.plot(steps, [h["train_loss"] for h in history], label="train (epoch mean)")
     ax.plot(steps, [h["valid_loss"] for h in history], "o-", ms=3, label="validation")
@@ -21,7 +19,8 @@ def plot_training_curve(history, path):
 
 def plot_kl_per_step(kl_per_step, path):
     """Mean KL(q(z_t | ...) || p(z_t | ...)) at each time step (the KL term of eq. 10)."""
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig = Figure(figsize=(6, 3))
+    ax = fig.subplots()
     ax.plot(np.arange(1, len(kl_per_step) + 1), kl_per_step)
     ax.set_xlabel("time step t")
     ax.set_ylabel("KL (nats)")
@@ -34,7 +33,8 @@ def plot_samples(real, generated, kind, path):
     ``real=None`` only the generated ones."""
     columns = [("generated", generated)] if real is None else [("real", real), ("generated", generated)]
     n = min(3, *(len(seqs) for _, seqs in columns))
-    fig, axes = plt.subplots(n, len(columns), figsize=(4 * len(columns), 1.8 * n + 0.6), squeeze=False)
+    fig = Figure(figsize=(4 * len(columns), 1.8 * n + 0.6))
+    axes = fig.subplots(n, len(columns), squeeze=False)
     for row in range(n):
         for col, (name, seqs) in enumerate(columns):
             _draw(axes[row, col], seqs[row], kind)
@@ -62,4 +62,3 @@ def _draw(ax, seq, kind):
 def _save(fig, path):
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
