@@ -4,16 +4,16 @@ from matplotlib.figure import Figure  # no pyplot: no global backend switch (not
 
 
 def plot_training_curve(history, path):
-    """Training loss per step and the validation bound per epoch (both: negative ELBO per sequence)."""
+    """-ELBO per time step: training (epoch mean over cropped batches) and validation (whole sequences)."""
     fig = Figure(figsize=(6, 3.5))
     ax = fig.subplots()
     steps = [h["step"] for h in history]
-    ax.plot(steps, [h["train_loss"] for h in history], label="train (epoch mean)")
-    ax.plot(steps, [h["valid_loss"] for h in history], "o-", ms=3, label="validation")
+    ax.plot(steps, [h["train_per_step"] for h in history], "o-", ms=3, label="train")
+    ax.plot(steps, [h["valid_per_step"] for h in history], "o-", ms=3, label="validation")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("-ELBO per sequence (nats)")
+    ax.set_ylabel("-ELBO per time step (nats)")
     ax.legend()
-    ax.set_title("Training curve")
+    ax.set_title("Training curve (lower is better)")
     _save(fig, path)
 
 

@@ -134,7 +134,7 @@ def train(args):
                 [args.seed, epoch]), max_len=args.max_len))
             bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{args.epochs}",
                        leave=True, dynamic_ncols=True)
-            sums = state.setdefault("sums", [0.0, 0.0, 0.0, 0])
+            sums = state.setdefault("sums", [0.0, 0.0, 0.0, 0, 0])  # -ELBO, KL, rec, sequences, steps
             for b in range(state["batch"], len(batches)):
                 x, mask = batches[b]
                 noise = np.random.default_rng([args.seed, epoch, b, 1])
@@ -156,21 +156,23 @@ def train(args):
                 sums[1] += kl * n_seq
                 sums[2] += nll * n_seq
                 sums[3] += n_seq
+                sums[4] += float(mask.sum())
                 state["step"] += 1
                 state["batch"] = b + 1
                 bar.set_postfix(loss=f"{nll + kl:.2f}", kl=f"{kl:.2f}", rec=f"{nll:.2f}")
                 bar.update(1)
             bar.close()
-            valid_loss, kl_per_step = evaluate_bound(params, config, valid_seqs, args.batch_size, args.seed)
+            valid_loss, valid_per_step, kl_per_step = evaluate_bound(params, config, valid_seqs, args.batch_size, args.seed)
             record = {"epoch": epoch + 1, "step": state["step"], "train_loss": sums[0] / max(sums[3], 1),
                       "train_kl": sums[1] / max(sums[3], 1), "train_rec": sums[2] / max(sums[3], 1),
-                      "valid_loss": valid_loss, "seconds": round(time.time() - t_start, 2)}
+                      "valid_loss": valid_loss, "train_per_step": sums[0] / max(sums[4], 1),
+                      "valid_per_step": valid_per_step, "seconds": round(time.time() - t_start, 2)}
             state["history"].append(record)
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             print(f"  epoch {epoch + 1}: train -ELBO {record['train_loss']:.3f}  "
                   f"(KL {record['train_kl']:.3f}, rec {record['train_rec']:.3f})  validation {valid_loss:.3f}")
-            state.update(epoch=epoch + 1, batch=0, sums=[0.0, 0.0, 0.0, 0])
+            state.update(epoch=epoch + 1, batch=0, sums=[0.0, 0.0, 0.0, 0, 0])
             if state["best"] is None or valid_loss < state["best"]:
                 state["best"], state["bad_epochs"] = valid_loss, 0
                 save(os.path.join(args.out, "best.npz"))
@@ -193,7 +195,7 @@ def train(args):
 
 
 def evaluate_bound(params, config, seqs, batch_size, seed):
-    """Validation -ELBO per sequence (fixed noise), and the mean KL at each time step."""
+    """Validation -ELBO per sequence and per time step (fixed noise), and the mean KL at each time step."""
     rng = np.random.default_rng([seed, 12345])
     dtype = params["phi_x.l0.W"].dtype
     longest = max(len(s) for s in seqs)
@@ -205,7 +207,7 @@ def evaluate_bound(params, config, seqs, batch_size, seed):
         total += result["loss"] * x.shape[1]
         kl_sum[:x.shape[0]] += result["kl"].sum(axis=1)
         kl_count[:x.shape[0]] += mask.sum(axis=1)
-    return total / len(seqs), kl_sum / np.maximum(kl_count, 1)
+    return total / len(seqs), total / kl_count.sum(), kl_sum / np.maximum(kl_count, 1)
 
 
 def write_plots(args, params, config, splits, valid_seqs, history, kl_per_step):
