@@ -1,0 +1,55 @@
+"""The lessons: every notebook in lessons/ runs top to bottom, together they teach eqs. (1)-(10), and the
+committed copies carry no outputs.
+
+Each notebook is executed with nbclient in a fresh ``python3`` kernel, from inside lessons/, with
+``MINIVRNN_LESSON_SMALL=1`` (the notebooks then pick tiny sizes and finish in seconds), so a lesson broken by
+a change to the package fails here.
+"""
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+LESSONS = Path(__file__).resolve().parent.parent / "lessons"
+NOTEBOOKS = sorted(LESSONS.glob("*.ipynb"))
+CELL_TIMEOUT = 300  # seconds for any one cell (a cold Numba cache compiles the kernels on first use)
+
+
+def _read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def test_the_lessons_exist():
+    assert len(NOTEBOOKS) >= 6, f"expected the six lessons in {LESSONS}, found {[p.name for p in NOTEBOOKS]}"
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1",
+                    reason="the lessons train models: too slow with Numba's JIT disabled")
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_top_to_bottom(path, monkeypatch):
+    monkeypatch.setenv("MINIVRNN_LESSON_SMALL", "1")  # the kernel inherits this environment
+    notebook = _read(path)
+    client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
+                                     resources={"metadata": {"path": str(LESSONS)}})
+    client.execute()  # raises CellExecutionError, naming the cell and the traceback, if any cell fails
+
+
+def test_every_equation_is_taught():
+    """The concatenated markdown of all lessons mentions each equation number, written "(N)"."""
+    markdown = "\n".join(cell.source for path in NOTEBOOKS for cell in _read(path).cells
+                         if cell.cell_type == "markdown")
+    missing = [n for n in range(1, 11) if not re.search(rf"\({n}\)", markdown)]
+    assert not missing, f"no lesson's markdown mentions equation(s) {missing} as '(N)'"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_notebook_has_no_outputs(path):
+    """Outputs (plots, audio) would bloat the repository and every diff: commit notebooks cleared."""
+    dirty = [i for i, cell in enumerate(_read(path).cells)
+             if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)]
+    assert not dirty, (f"{path.name}: code cells {dirty} carry outputs or execution counts; clear them "
+                       f"(e.g. jupyter nbconvert --clear-output --inplace {path.name})")
