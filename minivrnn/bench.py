@@ -198,10 +198,12 @@ def _markdown(rows, peaks, sides):
              + f"; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}.", "",
              "Training step = forward + backward + Adam, float32, VRNN-Gauss, GRU, one hidden layer per MLP; "
              "medians; each figure from its own worker process.", ""]
-    head = "| config (D, H, Z, F, T, B) | threads | minivrnn ms/step | seq/s | GFLOP/s (% peak) | sampling ms | peak MB"
+    columns = ["config (D, H, Z, F, T, B)", "threads", "minivrnn ms/step", "seq/s", "GFLOP/s (% peak)",
+               "sampling ms", "peak MB"]
     if "pytorch" in sides:
-        head += " | PyTorch ms/step | PyTorch sampling ms | PyTorch peak MB | speed-up (train) | speed-up (sampling)"
-    lines += [head + " |", "|" + "---|" * (head.count("|") + 1)]
+        columns += ["PyTorch ms/step", "PyTorch sampling ms", "PyTorch peak MB", "speed-up (train)",
+                    "speed-up (sampling)"]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for name, shape, t, res in rows:
         m = res["minivrnn"]
         gf = train_flops(*shape) / m["step_s"] / 1e9

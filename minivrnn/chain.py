@@ -24,8 +24,9 @@ import numpy as np
 from numba import njit, prange
 
 from .ops import gru, lstm
-from .ops.gru import _gru_gates_step, _gru_gates_step_backward, _masked_update, _masked_update_backward
+from .ops.gru import _gru_gates_step, _gru_gates_step_backward
 from .ops.lstm import _lstm_gates_step, _lstm_gates_step_backward
+from .ops.recurrent import _masked_update, _masked_update_backward
 from .params import sub
 
 

@@ -162,7 +162,8 @@ def train(args):
                 bar.set_postfix(loss=f"{nll + kl:.2f}", kl=f"{kl:.2f}", rec=f"{nll:.2f}")
                 bar.update(1)
             bar.close()
-            valid_loss, valid_per_step, kl_per_step = evaluate_bound(params, config, valid_seqs, args.batch_size, args.seed)
+            valid_loss, valid_per_step, kl_per_step = evaluate_bound(params, config, valid_seqs,
+                                                                     args.batch_size, args.seed)
             record = {"epoch": epoch + 1, "step": state["step"], "train_loss": sums[0] / max(sums[3], 1),
                       "train_kl": sums[1] / max(sums[3], 1), "train_rec": sums[2] / max(sums[3], 1),
                       "valid_loss": valid_loss, "train_per_step": sums[0] / max(sums[4], 1),

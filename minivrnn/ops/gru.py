@@ -17,36 +17,34 @@ import numpy as np
 from numba import njit
 
 from .._validate import check_arrays
+from .recurrent import (
+    _masked_update,
+    _masked_update_backward,
+    _sigmoid,
+    gate_keys,
+    gate_param_specs,
+    init_gates,
+    pack_gates,
+    unpack_gates,
+)
 
 GATES = ("r", "z", "n")  # PyTorch's gate names, in their packed order
-KEYS = tuple(f"{p}{g}" for p in ("W_i", "W_h", "b_i", "b_h") for g in GATES)  # W_ir, ..., b_hn
+KEYS = gate_keys(GATES)  # W_ir, W_iz, W_in, W_hr, ..., b_hn
 
 
 def init_gru(rng, n_in, n_hidden, dtype=np.float64):
-    """PyTorch's GRUCell initialisation: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H))."""
-    bound = 1.0 / np.sqrt(n_hidden)
-    shapes = {"W_i": (n_in, n_hidden), "W_h": (n_hidden, n_hidden), "b_i": (n_hidden,), "b_h": (n_hidden,)}
-    return {k: rng.uniform(-bound, bound, size=shapes[k[:3]]).astype(dtype) for k in KEYS}
+    """PyTorch's GRUCell initialisation (recurrent.init_gates)."""
+    return init_gates(rng, GATES, n_in, n_hidden, dtype)
 
 
 def pack(params):
     """The gates side by side: returns W_i (I, 3H), W_h (H, 3H), b_i (3H,), b_h (3H,), blocks [r | z | n]."""
-    return tuple(np.concatenate([params[p + g] for g in GATES], axis=-1)
-                 for p in ("W_i", "W_h", "b_i", "b_h"))
+    return pack_gates(params, GATES)
 
 
 def unpack(W_i, W_h, b_i, b_h):
     """The inverse of ``pack`` (used on gradients): the 12 named arrays, each C-contiguous."""
-    out = {}
-    for p, packed in zip(("W_i", "W_h", "b_i", "b_h"), (W_i, W_h, b_i, b_h)):
-        for g, part in zip(GATES, np.split(packed, 3, axis=-1)):
-            out[p + g] = np.ascontiguousarray(part)
-    return out
-
-
-def _param_specs(params):
-    """check_arrays specs for the parameters; they come first, so a wrong x or h is the one named."""
-    return {k: (params[k], {"W_i": "I H", "W_h": "H H"}.get(k[:3], "H")) for k in KEYS}
+    return unpack_gates(GATES, W_i, W_h, b_i, b_h)
 
 
 # ----------------------------------------------------------------------------------------------- one step
@@ -54,7 +52,7 @@ def _param_specs(params):
 
 def gru_cell_forward(params, x, h):
     """One GRU step h' = f_theta(x, h), eq. (6); x (B, I), h (B, H); returns (h_new, cache)."""
-    check_arrays(**_param_specs(params), x=(x, "B I"), h=(h, "B H"))
+    check_arrays(**gate_param_specs(params, GATES), x=(x, "B I"), h=(h, "B H"))
     W_i, W_h, b_i, b_h = pack(params)
     h = np.ascontiguousarray(h)
     a_i = x @ W_i + b_i  # (B, 3H)
@@ -85,7 +83,7 @@ def gru_sequence_forward(params, xs, h0, mask=None):
     (hs[t, b] = hs[t-1, b]), for padded variable-length batches.
     """
     masks = {} if mask is None else {"mask": (mask, "T B")}
-    check_arrays(**_param_specs(params), xs=(xs, "T B I"), h0=(h0, "B H"), **masks)
+    check_arrays(**gate_param_specs(params, GATES), xs=(xs, "T B I"), h0=(h0, "B H"), **masks)
     (T, B, I), H = xs.shape, h0.shape[1]
     mask = np.ones((T, B), xs.dtype) if mask is None else np.ascontiguousarray(mask)
     W_i, W_h, b_i, b_h = pack(params)
@@ -115,13 +113,6 @@ def gru_sequence_backward(dhs, cache):
 
 
 # ------------------------------------------------------------------------------------------ Numba kernels
-
-
-@njit(cache=True)
-def _sigmoid(a, one):
-    """1 / (1 + exp(-a)) of a scalar without overflow (exp(-|a|) is in (0, 1]); ``one`` is 1 in a's dtype."""
-    e = np.exp(-abs(a))
-    return one / (one + e) if a >= 0 else e / (one + e)
 
 
 @njit(cache=True)
@@ -158,25 +149,6 @@ def _gru_gates_step_backward(dh_new, a_h, h, gates, da_i, da_h, dh):
             da_i[b, H + j] = da_h[b, H + j] = da_u
             da_r = dr * r * (one - r)  # r = sigmoid(a_i[r] + a_h[r])
             da_i[b, j] = da_h[b, j] = da_r
-
-
-@njit(cache=True)
-def _masked_update(m, new, old, out):
-    """out = m * new + (1 - m) * old, row b weighted by m[b] in {0, 1}: a padded row keeps ``old`` exactly."""
-    one = out.dtype.type(1.0)
-    for b in range(out.shape[0]):
-        for j in range(out.shape[1]):
-            out[b, j] = m[b] * new[b, j] + (one - m[b]) * old[b, j]
-
-
-@njit(cache=True)
-def _masked_update_backward(m, dout, dnew, dold):
-    """Backward of _masked_update: dnew = m * dout, dold = (1 - m) * dout."""
-    one = dout.dtype.type(1.0)
-    for b in range(dout.shape[0]):
-        for j in range(dout.shape[1]):
-            dnew[b, j] = m[b] * dout[b, j]
-            dold[b, j] = (one - m[b]) * dout[b, j]
 
 
 @njit(cache=True)

@@ -14,37 +14,34 @@ import numpy as np
 from numba import njit
 
 from .._validate import check_arrays
-from .gru import _masked_update, _masked_update_backward, _sigmoid
+from .recurrent import (
+    _masked_update,
+    _masked_update_backward,
+    _sigmoid,
+    gate_keys,
+    gate_param_specs,
+    init_gates,
+    pack_gates,
+    unpack_gates,
+)
 
 GATES = ("i", "f", "g", "o")  # PyTorch's gate names, in their packed order
-KEYS = tuple(f"{p}{g}" for p in ("W_i", "W_h", "b_i", "b_h") for g in GATES)  # W_ii, ..., b_ho
+KEYS = gate_keys(GATES)  # W_ii, W_if, W_ig, W_io, W_hi, ..., b_ho
 
 
 def init_lstm(rng, n_in, n_hidden, dtype=np.float64):
-    """PyTorch's LSTMCell initialisation: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H))."""
-    bound = 1.0 / np.sqrt(n_hidden)
-    shapes = {"W_i": (n_in, n_hidden), "W_h": (n_hidden, n_hidden), "b_i": (n_hidden,), "b_h": (n_hidden,)}
-    return {k: rng.uniform(-bound, bound, size=shapes[k[:3]]).astype(dtype) for k in KEYS}
+    """PyTorch's LSTMCell initialisation (recurrent.init_gates)."""
+    return init_gates(rng, GATES, n_in, n_hidden, dtype)
 
 
 def pack(params):
     """The gates side by side: W_i (I, 4H), W_h (H, 4H), b_i (4H,), b_h (4H,), blocks [i | f | g | o]."""
-    return tuple(np.concatenate([params[p + g] for g in GATES], axis=-1)
-                 for p in ("W_i", "W_h", "b_i", "b_h"))
+    return pack_gates(params, GATES)
 
 
 def unpack(W_i, W_h, b_i, b_h):
     """The inverse of ``pack`` (used on gradients): the 16 named arrays, each C-contiguous."""
-    out = {}
-    for p, packed in zip(("W_i", "W_h", "b_i", "b_h"), (W_i, W_h, b_i, b_h)):
-        for g, part in zip(GATES, np.split(packed, 4, axis=-1)):
-            out[p + g] = np.ascontiguousarray(part)
-    return out
-
-
-def _param_specs(params):
-    """check_arrays specs for the parameters; they come first, so a wrong x, h or c is the one named."""
-    return {k: (params[k], {"W_i": "I H", "W_h": "H H"}.get(k[:3], "H")) for k in KEYS}
+    return unpack_gates(GATES, W_i, W_h, b_i, b_h)
 
 
 # ----------------------------------------------------------------------------------------------- one step
@@ -52,7 +49,7 @@ def _param_specs(params):
 
 def lstm_cell_forward(params, x, h, c):
     """One LSTM step, eq. (6); x (B, I), h and c (B, H); returns ((h_new, c_new), cache)."""
-    check_arrays(**_param_specs(params), x=(x, "B I"), h=(h, "B H"), c=(c, "B H"))
+    check_arrays(**gate_param_specs(params, GATES), x=(x, "B I"), h=(h, "B H"), c=(c, "B H"))
     W_i, W_h, b_i, b_h = pack(params)
     h, c = np.ascontiguousarray(h), np.ascontiguousarray(c)
     a_i = x @ W_i + b_i  # (B, 4H)
@@ -87,7 +84,8 @@ def lstm_sequence_forward(params, xs, h0, c0, mask=None):
     moves, for padded variable-length batches.
     """
     masks = {} if mask is None else {"mask": (mask, "T B")}
-    check_arrays(**_param_specs(params), xs=(xs, "T B I"), h0=(h0, "B H"), c0=(c0, "B H"), **masks)
+    check_arrays(**gate_param_specs(params, GATES), xs=(xs, "T B I"), h0=(h0, "B H"), c0=(c0, "B H"),
+                 **masks)
     (T, B, I), H = xs.shape, h0.shape[1]
     mask = np.ones((T, B), xs.dtype) if mask is None else np.ascontiguousarray(mask)
     W_i, W_h, b_i, b_h = pack(params)

@@ -4,19 +4,12 @@ one package op per line (encoder eq. (8) -> reparameterisation -> phi_z -> recur
 import numpy as np
 
 from minivrnn import heads
-from minivrnn.ops.gru import gru_cell_backward, gru_cell_forward
+from minivrnn.model import _cell_forward  # the same one step of the recurrence that generation uses
+from minivrnn.ops.gru import gru_cell_backward
 from minivrnn.ops.linear import mlp_backward, mlp_forward
-from minivrnn.ops.lstm import lstm_cell_backward, lstm_cell_forward
+from minivrnn.ops.lstm import lstm_cell_backward
 from minivrnn.ops.reparam import reparam_backward, reparam_forward
 from minivrnn.params import add_prefixed, sub
-
-
-def _cell_forward(params, config, x, state):
-    if config.cell == "gru":
-        h, cache = gru_cell_forward(sub(params, "gru."), x, state[0])
-        return (h,), cache
-    (h, c), cache = lstm_cell_forward(sub(params, "lstm."), x, state[0], state[1])
-    return (h, c), cache
 
 
 def _cell_backward(config, dstate, cache):
