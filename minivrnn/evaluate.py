@@ -14,6 +14,7 @@ import numpy as np
 from . import data as datalib
 from .checkpoint import CheckpointError, load_checkpoint
 from .evaluation import elbo_and_importance
+from .threads import single_threaded_blas
 
 
 def build_parser():
@@ -31,7 +32,8 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        return evaluate(args)
+        with single_threaded_blas():
+            return evaluate(args)
     except (CheckpointError, datalib.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

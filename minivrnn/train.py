@@ -30,14 +30,23 @@ class TrainError(Exception):
     """A problem with the user's request (printed as one line, exit code 2)."""
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: ...)" where there is a fixed default; options filled in by --tiny say so themselves."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m minivrnn.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsFormatter)
     p.add_argument("--tiny", action="store_true",
-                   help="the newcomer's run: a small model on the shipped series data, done in seconds "
+                   help="the newcomer's run: a small VRNN on the shipped handwriting, done in seconds "
                         f"(sets {', '.join(f'{k}={v}' for k, v in TINY.items())} unless given)")
     p.add_argument("--data", help="speech | handwriting | series (shipped in data_samples/), or a path to a "
-                                  ".npz in the documented layout or a folder of 16 kHz .wav files "
+                                  ".npz in the documented layout or a folder of mono 16-bit .wav files "
                                   f"[default: {DEFAULTS['data']}]")
     p.add_argument("--model", choices=MODELS, help=f"the Table 1 variant [default: {DEFAULTS['model']}]")
     p.add_argument("--cell", choices=("gru", "lstm"), default="gru", help="the recurrence f")
