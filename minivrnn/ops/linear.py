@@ -22,16 +22,17 @@ def linear_forward(params, x):
     """y = x @ W + b for x of shape (..., in); returns (y, cache)."""
     W, b = params["W"], params["b"]
     check_arrays(x=(x, "... I"), W=(W, "I O"), b=(b, "O"))
-    y = x @ W + b  # (..., out)
+    x2 = x.reshape(-1, x.shape[-1])  # (N, in), N the product of the leading axes: one matrix product
+    y = (x2 @ W + b).reshape(x.shape[:-1] + (W.shape[1],))  # (..., out)
     return y, (x, W)
 
 
 def linear_backward(dy, cache):
     """Backward of linear_forward: returns (dx, {"W": dW, "b": db})."""
     x, W = cache
-    dx = dy @ W.T  # (..., in)
-    x2 = x.reshape(-1, x.shape[-1])  # (N, in) with N the product of the leading axes
+    x2 = x.reshape(-1, x.shape[-1])  # (N, in)
     dy2 = dy.reshape(-1, dy.shape[-1])  # (N, out)
+    dx = (dy2 @ W.T).reshape(x.shape)  # (..., in)
     return dx, {"W": x2.T @ dy2, "b": dy2.sum(axis=0)}
 
 
