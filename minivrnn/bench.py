@@ -195,7 +195,7 @@ def _row_text(name, shape, t, res, peak):
 
 def _markdown(rows, peaks, sides):
     lines = ["# minivrnn benchmark", "",
-             f"Matmul peak (numpy 1024x1024 float32): "
+             "Matmul peak (numpy 1024x1024 float32): "
              + ", ".join(f"{t} thread(s) {g:.1f} GFLOP/s" for t, g in peaks.items())
              + f"; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}.", "",
              "Training step = forward + backward + Adam, float32, VRNN-Gauss, GRU, one hidden layer per MLP; "

@@ -253,7 +253,6 @@ def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, ma
     T, B, F = dpz_ext.shape
     L, Z, H, Hc = d_enc.shape[0], eps.shape[2], h_prev.shape[2], c_prev.shape[2]
     G = da_h.shape[2]
-    one = dpz_ext.dtype.type(1.0)
     for chunk in prange(n_chunks):
         r0, r1 = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
         nb = r1 - r0
