@@ -22,7 +22,7 @@ from .threads import single_threaded_blas
 
 TINY = dict(data="handwriting", model="vrnn-gmm", z_dim=8, h_dim=32, feat_dim=32, epochs=15, batch_size=16,
             max_len=50, lr=3e-3)
-DEFAULTS = dict(data="speech", model="vrnn-gauss", z_dim=32, h_dim=128, feat_dim=128, epochs=20,
+DEFAULTS = dict(data="speech", model="vrnn-gauss", z_dim=32, h_dim=128, feat_dim=128, epochs=100,
                 batch_size=32, max_len=40, lr=1e-3)
 
 
@@ -65,7 +65,7 @@ def build_parser():
     p.add_argument("--clip", type=float, default=10.0, help="clip the global gradient norm to this")
     p.add_argument("--kl-warmup", type=int, default=0,
                    help="optimizer steps over which the KL weight rises linearly from 0 to 1 (0: off)")
-    p.add_argument("--patience", type=int, default=5,
+    p.add_argument("--patience", type=int, default=10,
                    help="stop after this many epochs without a better validation bound")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="training precision")
     p.add_argument("--seed", type=int, default=0, help="seeds the initialisation, shuffling and noise")
