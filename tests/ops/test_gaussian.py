@@ -8,6 +8,7 @@ from scipy.stats import norm
 from minivrnn.gradcheck import gradcheck
 from minivrnn.ops import gaussian
 from minivrnn.ops.gaussian import gaussian_logpdf_backward, gaussian_logpdf_forward
+from tests.ops.precision import assert_float32_close_to_float64
 from tests.reference import densities as ref
 
 
@@ -54,18 +55,8 @@ def test_non_contiguous_input():
 
 
 def test_float32_in_float32_out_and_close_to_float64():
-    inputs32 = {k: v.astype(np.float32) for k, v in _inputs(np.random.default_rng(4), (3, 2), 4).items()}
-    inputs64 = {k: v.astype(np.float64) for k, v in inputs32.items()}
-    logp32, cache32 = gaussian_logpdf_forward(**inputs32)
-    logp64, cache64 = gaussian_logpdf_forward(**inputs64)
-    assert logp32.dtype == np.float32
-    np.testing.assert_allclose(logp32, logp64, rtol=1e-5)
-    dlogp = np.random.default_rng(5).normal(size=logp64.shape)
-    for g32, g64 in zip(
-        gaussian_logpdf_backward(dlogp.astype(np.float32), cache32), gaussian_logpdf_backward(dlogp, cache64)
-    ):
-        assert g32.dtype == np.float32
-        np.testing.assert_allclose(g32, g64, rtol=1e-5, atol=1e-5 * np.abs(g64).max())
+    assert_float32_close_to_float64(gaussian_logpdf_forward, gaussian_logpdf_backward,
+                                    _inputs(np.random.default_rng(4), (3, 2), 4))
 
 
 def test_bad_shapes_and_dtypes_name_the_argument():

@@ -8,6 +8,7 @@ from scipy.stats import norm
 from minivrnn.gradcheck import gradcheck
 from minivrnn.ops import kl
 from minivrnn.ops.kl import kl_gaussian_backward, kl_gaussian_forward
+from tests.ops.precision import assert_float32_close_to_float64
 from tests.reference import densities as ref
 
 NAMES = ("mu_q", "sigma_q", "mu_p", "sigma_p")
@@ -67,17 +68,8 @@ def test_non_contiguous_input():
 
 
 def test_float32_in_float32_out_and_close_to_float64():
-    inputs32 = {k: v.astype(np.float32) for k, v in _inputs(np.random.default_rng(4), (3, 2), 4).items()}
-    inputs64 = {k: v.astype(np.float64) for k, v in inputs32.items()}
-    kl32, cache32 = kl_gaussian_forward(**inputs32)
-    kl64, cache64 = kl_gaussian_forward(**inputs64)
-    assert kl32.dtype == np.float32
-    np.testing.assert_allclose(kl32, kl64, rtol=1e-5)
-    dkl = np.random.default_rng(5).normal(size=kl64.shape)
-    grads32 = kl_gaussian_backward(dkl.astype(np.float32), cache32)
-    for name, g32, g64 in zip(NAMES, grads32, kl_gaussian_backward(dkl, cache64)):
-        assert g32.dtype == np.float32, name
-        np.testing.assert_allclose(g32, g64, rtol=1e-5, atol=1e-5 * np.abs(g64).max(), err_msg=name)
+    assert_float32_close_to_float64(kl_gaussian_forward, kl_gaussian_backward,
+                                    _inputs(np.random.default_rng(4), (3, 2), 4))
 
 
 def test_bad_shapes_and_dtypes_name_the_argument():
