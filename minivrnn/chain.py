@@ -6,7 +6,8 @@ model.py. So the loop here does just the products that must be sequential, per t
 
     [a_enc0 | a_h] = h_{t-1} @ [W_enc0h | W_h]        one product for both readers of h_{t-1}
     e = ReLU layers of the encoder                    eq. (8)
-    mu_z, sigma_z = e @ W_mu + b_mu, softplus(e @ W_sig + b_sig) + sigma_min
+    [a_mu | a_sig] = e @ [W_mu | W_sig]               the two heads of the encoder: one product
+    mu_z, sigma_z = a_mu + b_mu, softplus(a_sig + b_sig) + sigma_min
     z_t = mu_z + sigma_z * eps_t                      the reparameterisation
     p = ReLU layers of phi_z(z_t)
     a_i = (phi_x(x_t) @ W_ipx + b_i, computed before the loop) + p @ W_ipz
@@ -24,6 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from .ops import gru, lstm
+from .ops.activations import _softplus
 from .ops.gru import _gru_gates_step, _gru_gates_step_backward
 from .ops.lstm import _lstm_gates_step, _lstm_gates_step_backward
 from .ops.recurrent import _masked_update, _masked_update_backward
@@ -59,7 +61,7 @@ def chain_forward(params, config, px, mask, eps, state0):
         FORWARD[n_chunks > 1](
             is_lstm, n_chunks, ax_enc, ax_cell, np.ascontiguousarray(eps),
             np.ascontiguousarray(mask), h0, c0,
-            w["W_hcat"], w["b_h"], w["enc_W"], w["enc_b"], w["W_mu"], w["b_mu"], w["W_sig"], w["b_sig"],
+            w["W_hcat"], w["b_h"], w["enc_W"], w["enc_b"], w["W_head"], w["b_head"],
             w["W_z0"], w["b_z0"], w["z_W"], w["z_b"], w["W_ipz"], dtype.type(config.sigma_min),
             s["h_prev"], s["c_prev"], s["enc_act"], s["q_mu"], s["q_sigma"], s["slope"], s["z"], s["pz_act"],
             s["a_h"], s["gates"], s["tanh_c"], h_out, c_out)
@@ -76,7 +78,7 @@ def chain_backward(cache, dpz, dh_prevs, dq_mu, dq_sigma):
     (T, B, F), L, dtype = px.shape, config.n_layers, px.dtype
     is_lstm = config.cell == "lstm"
     G = w["W_ipz"].shape[1]
-    d = {"enc": np.empty((L, T, B, F), dtype), "mu": np.empty_like(s["q_mu"]), "asig": np.empty_like(s["q_mu"]),
+    d = {"enc": np.empty((L, T, B, F), dtype), "head": np.empty((T, B, 2 * config.z_dim), dtype),
          "pz": np.empty((L, T, B, F), dtype), "a_h": np.empty((T, B, G), dtype)}
     d["a_i"] = d["a_h"] if is_lstm else np.empty((T, B, G), dtype)  # the LSTM sums a_i + a_h: one gradient
     dh0, dc0 = np.empty((B, config.h_dim), dtype), np.empty((B, s["c_prev"].shape[2]), dtype)
@@ -86,8 +88,8 @@ def chain_backward(cache, dpz, dh_prevs, dq_mu, dq_sigma):
             is_lstm, n_chunks, np.ascontiguousarray(dpz), np.ascontiguousarray(dh_prevs),
             np.ascontiguousarray(dq_mu), np.ascontiguousarray(dq_sigma), np.ascontiguousarray(mask),
             np.ascontiguousarray(eps), s["h_prev"], s["c_prev"], s["enc_act"], s["slope"], s["pz_act"], s["a_h"],
-            s["gates"], s["tanh_c"], w["W_hcatT"], w["enc_WT"], w["W_muT"], w["W_sigT"], w["W_z0T"], w["z_WT"],
-            w["W_ipzT"], d["enc"], d["mu"], d["asig"], d["pz"], d["a_i"], d["a_h"], dh0, dc0)
+            s["gates"], s["tanh_c"], w["W_hcatT"], w["enc_WT"], w["W_headT"], w["W_z0T"], w["z_WT"],
+            w["W_ipzT"], d["enc"], d["head"], d["pz"], d["a_i"], d["a_h"], dh0, dc0)
     return _input_and_weight_grads(config, px, w, s, d)
 
 
@@ -103,8 +105,10 @@ def _input_and_weight_grads(config, px, w, s, d):
     linear("enc.l0", np.concatenate([px, s["h_prev"]], axis=2), d["enc"][0])  # enc saw [phi_x(x_t), h_{t-1}]
     for l in range(1, L):
         linear(f"enc.l{l}", s["enc_act"][l - 1], d["enc"][l])
-    linear("enc.mu", s["enc_act"][L - 1], d["mu"])
-    linear("enc.sigma", s["enc_act"][L - 1], d["asig"])
+    Z = config.z_dim  # the encoder's two heads sat side by side, [mu | sigma]: one product, then split
+    head_W, head_b = rows(s["enc_act"][L - 1]).T @ rows(d["head"]), rows(d["head"]).sum(axis=0)
+    grads["enc.mu.W"], grads["enc.sigma.W"] = np.ascontiguousarray(head_W[:, :Z]), np.ascontiguousarray(head_W[:, Z:])
+    grads["enc.mu.b"], grads["enc.sigma.b"] = head_b[:Z], head_b[Z:]
     linear("phi_z.l0", s["z"], d["pz"][0])
     for l in range(1, L):
         linear(f"phi_z.l{l}", s["pz_act"][l - 1], d["pz"][l])
@@ -133,10 +137,10 @@ def _weights(params, config, dtype):
         "W_enc0x": W_enc0[:F], "W_hcat": np.ascontiguousarray(np.concatenate([W_enc0[F:], W_h], axis=1)),
         "b_h": b_h, "b_i": b_i, "W_ipx": W_i[:F], "W_ipz": np.ascontiguousarray(W_i[F:]),
         "enc_W": stack("enc"), "enc_b": stack_b("enc"), "z_W": stack("phi_z"), "z_b": stack_b("phi_z"),
-        "W_mu": params["enc.mu.W"], "b_mu": params["enc.mu.b"], "W_sig": params["enc.sigma.W"],
-        "b_sig": params["enc.sigma.b"], "W_z0": params["phi_z.l0.W"], "b_z0": params["phi_z.l0.b"],
+        "W_head": np.concatenate([params["enc.mu.W"], params["enc.sigma.W"]], axis=1),  # (F, 2Z)
+        "b_head": np.concatenate([params["enc.mu.b"], params["enc.sigma.b"]]), "W_z0": params["phi_z.l0.W"], "b_z0": params["phi_z.l0.b"],
     }
-    for name in ("W_hcat", "W_mu", "W_sig", "W_z0", "W_ipz"):
+    for name in ("W_hcat", "W_head", "W_z0", "W_ipz"):
         w[name + "T"] = np.ascontiguousarray(w[name].T)
     for name in ("enc_W", "z_W"):
         w[name + "T"] = np.ascontiguousarray(w[name].transpose(0, 2, 1))
@@ -186,7 +190,7 @@ def _relu_backward(dy, act, out):
 
 
 def _chain_forward_loop(is_lstm, n_chunks, ax_enc, ax_cell, eps, mask, h0, c0, W_hcat, b_h, enc_W, enc_b,
-                          W_mu, b_mu, W_sig, b_sig, W_z0, b_z0, z_W, z_b, W_ipz, sigma_min, h_prev, c_prev,
+                          W_head, b_head, W_z0, b_z0, z_W, z_b, W_ipz, sigma_min, h_prev, c_prev,
                           enc_act, q_mu, q_sigma, slope, z, pz_act, a_h, gates, tanh_c, h_out, c_out):
     T, B, F = ax_enc.shape
     L, Z, G = enc_act.shape[0], eps.shape[2], a_h.shape[2]
@@ -199,7 +203,7 @@ def _chain_forward_loop(is_lstm, n_chunks, ax_enc, ax_cell, eps, mask, h0, c0, W
         h_new, c_new = np.empty_like(h), np.empty_like(c)
         ah_cat = np.empty((nb, F + G), ax_enc.dtype)
         a_f = np.empty((nb, F), ax_enc.dtype)
-        a_mu, a_sig = np.empty((nb, Z), ax_enc.dtype), np.empty((nb, Z), ax_enc.dtype)
+        a_head = np.empty((nb, 2 * Z), ax_enc.dtype)  # [a_mu | a_sig]
         a_i = np.empty((nb, G), ax_enc.dtype)
         for t in range(T):
             h_prev[t, r0:r1] = h
@@ -212,17 +216,14 @@ def _chain_forward_loop(is_lstm, n_chunks, ax_enc, ax_cell, eps, mask, h0, c0, W
             for l in range(1, L):
                 np.dot(enc_act[l - 1, t, r0:r1], enc_W[l - 1], a_f)
                 _relu_layer(a_f, enc_b[l - 1], enc_act[l, t, r0:r1])
-            np.dot(enc_act[L - 1, t, r0:r1], W_mu, a_mu)
-            np.dot(enc_act[L - 1, t, r0:r1], W_sig, a_sig)
+            np.dot(enc_act[L - 1, t, r0:r1], W_head, a_head)  # both heads of the encoder
             for i in range(nb):  # mu_z, sigma_z = softplus(.) + sigma_min, z_t = mu_z + sigma_z * eps_t
                 for k in range(Z):
-                    mu = a_mu[i, k] + b_mu[k]
-                    a = a_sig[i, k] + b_sig[k]
-                    e = np.exp(-abs(a))
-                    sigma = max(a, zero) + np.log1p(e) + sigma_min
+                    mu = a_head[i, k] + b_head[k]
+                    softplus, slope[t, r0 + i, k] = _softplus(a_head[i, Z + k] + b_head[Z + k], one)  # slope: sigmoid
+                    sigma = softplus + sigma_min
                     q_mu[t, r0 + i, k] = mu
                     q_sigma[t, r0 + i, k] = sigma
-                    slope[t, r0 + i, k] = one / (one + e) if a >= zero else e / (one + e)  # sigmoid(a)
                     z[t, r0 + i, k] = mu + sigma * eps[t, r0 + i, k]
             np.dot(z[t, r0:r1], W_z0, a_f)  # phi_z(z_t)
             _relu_layer(a_f, b_z0, pz_act[0, t, r0:r1])
@@ -247,8 +248,8 @@ def _chain_forward_loop(is_lstm, n_chunks, ax_enc, ax_cell, eps, mask, h0, c0, W
 
 
 def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, mask, eps, h_prev, c_prev,
-                           enc_act, slope, pz_act, a_h, gates, tanh_c, W_hcatT, enc_WT, W_muT, W_sigT, W_z0T,
-                           z_WT, W_ipzT, d_enc, d_mu, d_asig, d_pz, da_i, da_h, dh0, dc0):
+                           enc_act, slope, pz_act, a_h, gates, tanh_c, W_hcatT, enc_WT, W_headT, W_z0T,
+                           z_WT, W_ipzT, d_enc, d_head, d_pz, da_i, da_h, dh0, dc0):
     """_chain_forward_loop in reverse, newest step first; dh (and dc) carry d loss / d state."""
     T, B, F = dpz_ext.shape
     L, Z, H, Hc = d_enc.shape[0], eps.shape[2], h_prev.shape[2], c_prev.shape[2]
@@ -283,12 +284,10 @@ def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, ma
             np.dot(d_pz[0, t, r0:r1], W_z0T, dz)  # d z_t
             for i in range(nb):  # z = mu + sigma * eps; sigma = softplus(a) + sigma_min; plus the KL's share
                 for k in range(Z):
-                    d_mu[t, r0 + i, k] = dz[i, k] + dq_mu[t, r0 + i, k]
+                    d_head[t, r0 + i, k] = dz[i, k] + dq_mu[t, r0 + i, k]  # d a_mu
                     dsigma = dz[i, k] * eps[t, r0 + i, k] + dq_sigma[t, r0 + i, k]
-                    d_asig[t, r0 + i, k] = dsigma * slope[t, r0 + i, k]
-            np.dot(d_mu[t, r0:r1], W_muT, de)
-            np.dot(d_asig[t, r0:r1], W_sigT, de_sig)
-            de += de_sig
+                    d_head[t, r0 + i, Z + k] = dsigma * slope[t, r0 + i, k]  # d a_sig
+            np.dot(d_head[t, r0:r1], W_headT, de)  # both heads read the encoder's last layer
             for l in range(L - 1, 0, -1):
                 _relu_backward(de, enc_act[l, t, r0:r1], d_enc[l, t, r0:r1])
                 np.dot(d_enc[l, t, r0:r1], enc_WT[l - 1], de_sig)

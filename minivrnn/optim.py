@@ -2,6 +2,7 @@
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 
 @dataclass
@@ -21,13 +22,13 @@ class Adam:
         correction2 = 1 - self.beta2**self.step
         for name, g in grads.items():
             p = params[name]
-            m = self.m.setdefault(name, np.zeros_like(p))
-            v = self.v.setdefault(name, np.zeros_like(p))
-            m *= self.beta1
-            m += (1 - self.beta1) * g
-            v *= self.beta2
-            v += (1 - self.beta2) * g * g
-            p -= (self.lr * (m / correction1) / (np.sqrt(v / correction2) + self.eps)).astype(p.dtype)
+            if name not in self.m:
+                self.m[name], self.v[name] = np.zeros_like(p), np.zeros_like(p)
+            m, v = self.m[name], self.v[name]
+            if not (p.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):
+                raise ValueError(f"{name}: Adam updates contiguous parameters and moments in place")
+            _adam_kernel(p.reshape(-1), np.ascontiguousarray(g, dtype=p.dtype).reshape(-1), m.reshape(-1),
+                         v.reshape(-1), self.lr, self.beta1, self.beta2, self.eps, correction1, correction2)
 
     def state_arrays(self):
         """The optimizer state as flat named arrays, for a checkpoint."""
@@ -43,8 +44,8 @@ class Adam:
 
 
 def global_norm(grads):
-    """sqrt of the sum of squares of every gradient entry."""
-    return float(np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values())))
+    """sqrt of the sum of squares of every gradient entry (accumulated in float64)."""
+    return float(np.sqrt(sum(_sum_of_squares(np.ascontiguousarray(g).reshape(-1)) for g in grads.values())))
 
 
 def clip_by_global_norm(grads, max_norm):
@@ -54,3 +55,26 @@ def clip_by_global_norm(grads, max_norm):
         return grads, norm
     scale = max_norm / norm
     return {k: (g * scale).astype(g.dtype) for k, g in grads.items()}, norm
+
+
+@njit(cache=True)
+def _adam_kernel(p, g, m, v, lr, beta1, beta2, eps, correction1, correction2):
+    """Adam on flat arrays, one pass per element (float32 stays float32: the constants take p's dtype):
+        m = beta1 m + (1 - beta1) g,   v = beta2 v + (1 - beta2) g^2,
+        p = p - lr (m / correction1) / (sqrt(v / correction2) + eps)."""
+    one = p.dtype.type(1.0)
+    b1, b2, step, e = p.dtype.type(beta1), p.dtype.type(beta2), p.dtype.type(lr), p.dtype.type(eps)
+    c1, c2 = p.dtype.type(correction1), p.dtype.type(correction2)
+    for i in range(p.size):
+        m[i] = b1 * m[i] + (one - b1) * g[i]
+        v[i] = b2 * v[i] + (one - b2) * g[i] * g[i]
+        p[i] -= step * (m[i] / c1) / (np.sqrt(v[i] / c2) + e)
+
+
+@njit(cache=True)
+def _sum_of_squares(g):
+    """sum of g_i^2 for a flat array, accumulated in float64 (a float32 sum of ~1e6 terms loses digits)."""
+    total = 0.0
+    for i in range(g.size):
+        total += np.float64(g[i]) * np.float64(g[i])
+    return total

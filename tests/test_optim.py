@@ -43,3 +43,41 @@ def test_clipping_scales_to_the_max_norm_and_keeps_direction():
     np.testing.assert_allclose(clipped["b"], [0.8, 0.0])
     same, _ = clip_by_global_norm(grads, 10.0)
     assert same["a"][0] == 3.0
+
+
+def _adam_by_numpy(p, m, v, g, lr, beta1, beta2, eps, step):
+    """The readable reference: Kingma & Ba's Algorithm 1, one NumPy expression per line."""
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    m_hat, v_hat = m / (1 - beta1**step), v / (1 - beta2**step)
+    return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+
+
+def test_adam_kernel_equals_the_numpy_formula_over_several_steps():
+    rng = np.random.default_rng(3)
+    p0 = rng.normal(size=(4, 5))
+    params, opt = {"w": p0.copy()}, Adam(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6)
+    p, m, v = p0, np.zeros_like(p0), np.zeros_like(p0)
+    for step in range(1, 6):
+        g = rng.normal(size=(4, 5))
+        opt.update(params, {"w": g})
+        p, m, v = _adam_by_numpy(p, m, v, g, 0.01, 0.8, 0.99, 1e-6, step)
+    np.testing.assert_allclose(params["w"], p, rtol=1e-12)
+    np.testing.assert_allclose(opt.m["w"], m, rtol=1e-12)
+    np.testing.assert_allclose(opt.v["w"], v, rtol=1e-12)
+
+
+def test_adam_keeps_float32_parameters_float32():
+    params = {"w": np.ones(3, np.float32)}
+    opt = Adam(lr=0.1)
+    opt.update(params, {"w": np.array([1.0, -1.0, 0.5], np.float32)})
+    assert params["w"].dtype == opt.m["w"].dtype == opt.v["w"].dtype == np.float32
+    np.testing.assert_allclose(params["w"], [0.9, 1.1, 0.9], rtol=1e-6)
+
+
+def test_global_norm_sums_float32_in_float64():
+    # 1e6 entries of float32(0.1): a float64 running sum is off by at most n * 2^-53 ~ 1e-10 relative,
+    # far below float32's own resolution (6e-8), which a float32 accumulation would not reach.
+    g = {"a": np.full(10**6, 0.1, np.float32)}
+    expected = np.sqrt(10**6 * np.float64(np.float32(0.1)) ** 2)
+    assert abs(global_norm(g) - expected) / expected < 1e-10

@@ -84,22 +84,68 @@ def log_softmax_backward(dy, cache):
     return dy + logsumexp_backward(-dy.sum(axis=-1), lse_cache)
 
 
+# --- scalar helpers, shared by every kernel that needs them (the recurrences, the chain) ----------------
+# Numba calls libm one element at a time (no vectorised exp without fastmath). exp and log cost ~2 ns in
+# float32, log1p ~10 ns and tanh ~15-20 ns, so the helpers below are written with exp and log alone, to within
+# a few units in the last place of the library functions (tests/ops/test_activations.py holds them to it).
+
+
+@njit(cache=True)
+def _sigmoid(a, one):
+    """1 / (1 + exp(-a)) of a scalar without overflow (exp(-|a|) is in (0, 1]); ``one`` is 1 in a's dtype."""
+    e = np.exp(-abs(a))
+    return one / (one + e) if a >= 0 else e / (one + e)
+
+
+@njit(cache=True)
+def _tanh(a, one):
+    """tanh(a) = sign(a) (1 - e) / (1 + e) with e = exp(-2|a|); near 0, where 1 - e would cancel, the
+    numerator is -expm1(-2|a|) instead."""
+    two = one + one
+    x = abs(a)
+    if x < 0.35:  # 1 - e < 0.5: take it from expm1, exactly
+        em = np.expm1(-two * x)
+        t = -em / (two + em)
+    else:
+        e = np.exp(-two * x)
+        t = (one - e) / (one + e)
+    return t if a >= 0 else -t
+
+
+@njit(cache=True)
+def _log1p(e, one):
+    """log(1 + e) for e >= 0 from one log: log(u) * e / (u - 1) with u = 1 + e corrects the rounding of u
+    (Goldberg, 1991, Theorem 4), so small e keep their relative precision."""
+    u = one + e
+    if u == one:
+        return e
+    return np.log(u) * (e / (u - one))
+
+
+@njit(cache=True)
+def _softplus(a, one):
+    """(softplus(a), sigmoid(a)) of a scalar, sharing one e = exp(-|a|): max(a, 0) + log(1 + e)."""
+    e = np.exp(-abs(a))  # in (0, 1]: never overflows
+    y = max(a, one - one) + _log1p(e, one)
+    return y, (one / (one + e) if a >= 0 else e / (one + e))
+
+
+# --- array kernels -------------------------------------------------------------------------------------
+
+
 @njit(cache=True)
 def _softplus_kernel(a, y, slope):
-    """y = softplus(a), slope = sigmoid(a), sharing one exp(-|a|) per element (1-D arrays)."""
+    """y = softplus(a), slope = sigmoid(a) (1-D arrays)."""
     one = a.dtype.type(1.0)
     for i in range(a.size):
-        e = np.exp(-abs(a[i]))  # in (0, 1]: never overflows
-        y[i] = max(a[i], a.dtype.type(0.0)) + np.log1p(e)
-        slope[i] = one / (one + e) if a[i] >= 0 else e / (one + e)
+        y[i], slope[i] = _softplus(a[i], one)
 
 
 @njit(cache=True)
 def _sigmoid_kernel(a, y):
     one = a.dtype.type(1.0)
     for i in range(a.size):
-        e = np.exp(-abs(a[i]))
-        y[i] = one / (one + e) if a[i] >= 0 else e / (one + e)
+        y[i] = _sigmoid(a[i], one)
 
 
 @njit(cache=True)

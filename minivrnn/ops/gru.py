@@ -17,10 +17,10 @@ import numpy as np
 from numba import njit
 
 from .._validate import check_arrays
+from .activations import _sigmoid, _tanh
 from .recurrent import (
     _masked_update,
     _masked_update_backward,
-    _sigmoid,
     gate_keys,
     gate_param_specs,
     init_gates,
@@ -124,7 +124,7 @@ def _gru_gates_step(a_i, a_h, h, gates, h_new):
         for j in range(H):
             r = _sigmoid(a_i[b, j] + a_h[b, j], one)
             u = _sigmoid(a_i[b, H + j] + a_h[b, H + j], one)
-            n = np.tanh(a_i[b, 2 * H + j] + r * a_h[b, 2 * H + j])
+            n = _tanh(a_i[b, 2 * H + j] + r * a_h[b, 2 * H + j], one)
             h_new[b, j] = (one - u) * n + u * h[b, j]
             gates[b, j], gates[b, H + j], gates[b, 2 * H + j] = r, u, n
 

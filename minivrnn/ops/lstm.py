@@ -14,10 +14,10 @@ import numpy as np
 from numba import njit
 
 from .._validate import check_arrays
+from .activations import _sigmoid, _tanh
 from .recurrent import (
     _masked_update,
     _masked_update_backward,
-    _sigmoid,
     gate_keys,
     gate_param_specs,
     init_gates,
@@ -130,10 +130,10 @@ def _lstm_gates_step(a_i, a_h, c, gates, tanh_c, c_new, h_new):
         for j in range(H):
             i = _sigmoid(a_i[b, j] + a_h[b, j], one)
             f = _sigmoid(a_i[b, H + j] + a_h[b, H + j], one)
-            g = np.tanh(a_i[b, 2 * H + j] + a_h[b, 2 * H + j])
+            g = _tanh(a_i[b, 2 * H + j] + a_h[b, 2 * H + j], one)
             o = _sigmoid(a_i[b, 3 * H + j] + a_h[b, 3 * H + j], one)
             c_new[b, j] = f * c[b, j] + i * g
-            tanh_c[b, j] = np.tanh(c_new[b, j])
+            tanh_c[b, j] = _tanh(c_new[b, j], one)
             h_new[b, j] = o * tanh_c[b, j]
             gates[b, j], gates[b, H + j], gates[b, 2 * H + j], gates[b, 3 * H + j] = i, f, g, o
 

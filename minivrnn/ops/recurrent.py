@@ -41,13 +41,6 @@ def gate_param_specs(params, gates):
 
 
 @njit(cache=True)
-def _sigmoid(a, one):
-    """1 / (1 + exp(-a)) of a scalar without overflow (exp(-|a|) is in (0, 1]); ``one`` is 1 in a's dtype."""
-    e = np.exp(-abs(a))
-    return one / (one + e) if a >= 0 else e / (one + e)
-
-
-@njit(cache=True)
 def _masked_update(m, new, old, out):
     """out = m * new + (1 - m) * old, row b weighted by m[b] in {0, 1}: a padded row keeps ``old`` exactly."""
     one = out.dtype.type(1.0)
