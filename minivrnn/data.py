@@ -121,6 +121,9 @@ def read_npz(path):
     if kind == "handwriting" and not np.isin(data[:, 2], (0.0, 1.0)).all():
         row = np.flatnonzero(~np.isin(data[:, 2], (0.0, 1.0)))[0]
         raise DataError(path, f"column 2 of 'data' (pen_up) must be 0 or 1; row {row} has {data[row, 2]}")
+    if kind == "speech" and data.dtype.kind == "f" and np.abs(data).max() > 1:
+        raise DataError(path, f"key 'data' holds float samples up to {np.abs(data).max():g}; float speech "
+                              f"must lie in [-1, 1] (store int16, or divide by 32768)")
     group, group_names = _check_groups(path, arrays, n_seq)
     names = _check_names(path, arrays, n_seq)
     rate = _check_sample_rate(path, arrays) if kind == "speech" else None
@@ -135,12 +138,16 @@ def _read_npz_arrays(path):
     """All arrays of an .npz as a dict (never unpickling anything)."""
     if not path.is_file():
         raise DataError(path, "no such file")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic == b"\x93NUMPY":
+        raise DataError(path, "is a single .npy array, expected an .npz with data, offsets and kind")
+    if not zipfile.is_zipfile(path):
+        raise DataError(path, "not a readable .npz file (not a zip archive)")
     try:
         loaded = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise DataError(path, f"not a readable .npz file ({type(e).__name__}: {e})") from None
-    if not hasattr(loaded, "files"):
-        raise DataError(path, "is a single .npy array, expected an .npz with data, offsets and kind")
     arrays = {}
     with loaded:
         for key in loaded.files:
@@ -184,6 +191,7 @@ def _check_offsets(path, offsets, n_rows):
     if offsets.dtype.kind not in "iu" or offsets.ndim != 1 or len(offsets) < 2:
         raise DataError(path, f"key 'offsets' must be a 1-D integer array of n_seq + 1 >= 2 entries, got "
                               f"{offsets.dtype} of shape {offsets.shape}")
+    offsets = offsets.astype(np.int64)  # signed, so that a decrease shows as a negative step
     if offsets[0] != 0 or offsets[-1] != n_rows:
         raise DataError(path, f"key 'offsets' must run from 0 to len(data) = {n_rows}, "
                               f"got {offsets[0]} to {offsets[-1]}")
@@ -191,7 +199,7 @@ def _check_offsets(path, offsets, n_rows):
     if np.any(steps <= 0):
         raise DataError(path, f"key 'offsets' must increase strictly; sequence {np.flatnonzero(steps <= 0)[0]} "
                               f"is empty or negative")
-    return offsets.astype(np.int64)
+    return offsets
 
 
 def _check_groups(path, arrays, n_seq):
@@ -326,6 +334,8 @@ def _split_count(fraction, n):
 
 def waveform_to_frames(waveform, frame_size=200):
     """(T_samples,) -> (T_frames, frame_size) non-overlapping frames; a trailing partial frame is dropped."""
+    if frame_size < 1:
+        raise ValueError(f"frame_size: expected a positive integer, got {frame_size}")
     n = len(waveform) // frame_size
     if n == 0:
         raise ValueError(f"a waveform of {len(waveform)} samples is shorter than one frame of {frame_size}")
@@ -437,6 +447,11 @@ class Splits:
         return arrays
 
 
+def sequence_path(dataset, i):
+    """The file that holds sequence ``i``: its own ``.wav`` in a folder, else the dataset file."""
+    return dataset.path / dataset.names[i] if dataset.path.is_dir() else dataset.path
+
+
 def load_splits(source, *, frame_size=200, valid_fraction=0.1, test_fraction=0.1, heldout="utterance",
                 seed=0, dtype=np.float32, sample_rate=None):
     """Load ``source`` (a shipped name, an ``.npz`` or a ``.wav`` folder) as normalised `Splits`.
@@ -444,13 +459,15 @@ def load_splits(source, *, frame_size=200, valid_fraction=0.1, test_fraction=0.1
     Speech is cut into non-overlapping frames of ``frame_size`` samples (so D = frame_size); every split is
     normalised with statistics of the training split alone. See `split_indices` for ``heldout``.
     """
+    if not (isinstance(frame_size, (int, np.integer)) and frame_size >= 1):
+        raise ValueError(f"frame_size: expected a positive integer, got {frame_size!r}")
     dataset = load_dataset(source, sample_rate=sample_rate)
     sequences = dataset.sequences
     if dataset.kind == "speech":
         for i, wave_i in enumerate(sequences):
             if len(wave_i) < frame_size:
-                raise DataError(dataset.path, f"sequence {i} ({dataset.names[i]}) has {len(wave_i)} samples, "
-                                              f"fewer than one frame of {frame_size}")
+                raise DataError(sequence_path(dataset, i), f"sequence {i} ({dataset.names[i]}) has "
+                                f"{len(wave_i)} samples, fewer than one frame of {frame_size}")
         sequences = [waveform_to_frames(w, frame_size) for w in sequences]  # each (T_i, frame_size)
     try:
         ids = split_indices(dataset.group, valid_fraction=valid_fraction, test_fraction=test_fraction,

@@ -100,6 +100,9 @@ def main(argv=None):
 def train(args):
     """Run the training loop described by ``args``; returns the exit code."""
     dtype = np.dtype(args.dtype)
+    for flag in ("frame_size", "batch_size", "max_len", "epochs"):
+        if getattr(args, flag) < 1:
+            raise TrainError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     splits = datalib.load_splits(args.data, frame_size=args.frame_size, seed=args.seed)
     to_dtype = lambda seqs: [s.astype(dtype) for s in seqs]
     train_seqs, valid_seqs = to_dtype(splits.train), to_dtype(splits.valid)
@@ -136,6 +139,7 @@ def train(args):
     if state["step"] == 0:
         print("(the first steps compile the Numba kernels, or load them from the cache)")
     t_start = time.time()
+    kl_per_step = None  # set by each epoch's validation
     try:
         while state["epoch"] < args.epochs:
             epoch = state["epoch"]
@@ -198,6 +202,8 @@ def train(args):
               file=sys.stderr)
         return 130
     if not args.no_plots:
+        if kl_per_step is None:  # no epoch ran (a finished run resumed): measure it now
+            kl_per_step = evaluate_bound(params, config, valid_seqs, args.batch_size, args.seed)[2]
         write_plots(args, params, config, splits, valid_seqs, state["history"], kl_per_step)
     print(f"done in {time.time() - t_start:.1f} s: {args.out}/ holds last.npz, best.npz, metrics.jsonl"
           + ("" if args.no_plots else " and the plots"))

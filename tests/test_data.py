@@ -340,12 +340,16 @@ BAD_NPZ = {
     "string data": (dict(data=np.array(["a"] * 10)), "dtype <U1"),
     "float offsets": (dict(offsets=np.array([0.0, 4.0, 10.0])), "'offsets'"),
     "offsets short of the data": (dict(offsets=np.array([0, 4, 9])), "len(data) = 10"),
+    "unsigned offsets that go back": (dict(offsets=np.array([0, 6, 4, 10], dtype=np.uint64)),
+                                      "sequence 1 is empty or negative"),
     "empty sequence": (dict(offsets=np.array([0, 4, 4, 10])), "sequence 1 is empty"),
     "NaN": (dict(data=np.where(np.arange(20).reshape(10, 2) == 13, np.nan, 0.0)), "NaN or Inf"),
     "Inf": (dict(data=np.where(np.arange(20).reshape(10, 2) == 3, np.inf, 0.0)), "sequence 0"),
     "pen bit": (dict(data=np.full((10, 3), 0.5), kind=np.array("handwriting")), "pen_up"),
     "handwriting width": (dict(data=np.zeros((10, 2)), kind=np.array("handwriting")), "(N, 3)"),
     "speech without rate": (dict(data=np.zeros(10, dtype=np.int16), kind=np.array("speech")), "sample_rate"),
+    "float speech in int16 units": (dict(data=np.full(10, 1234.0), kind=np.array("speech"),
+                                         sample_rate=np.array(16000)), "up to 1234; float speech must lie in [-1, 1]"),
     "group length": (dict(group=np.array([0, 1, 1])), "'group'"),
     "pickled objects": (dict(names=np.array([{"a": 1}, None], dtype=object)), "Python objects"),
 }
@@ -363,13 +367,31 @@ def test_speech_shorter_than_one_frame(tmp_path):
     assert_data_error(path, "sequence 1 (sequence 1) has 150 samples, fewer than one frame of 200")
 
 
+def test_a_wav_shorter_than_one_frame_is_named_by_its_own_path(tmp_path):
+    data.write_wav(tmp_path / "long.wav", np.zeros(800), sample_rate=16000)
+    data.write_wav(tmp_path / "short.wav", np.zeros(150), sample_rate=16000)
+    with pytest.raises(data.DataError, match="has 150 samples, fewer than one frame of 200") as e:
+        data.load_splits(tmp_path, valid_fraction=0.0, test_fraction=0.0)
+    assert str(e.value).startswith(str(tmp_path / "short.wav"))
+
+
+def test_frame_size_must_be_positive():
+    for frame_size in (0, -200):
+        with pytest.raises(ValueError, match="frame_size"):
+            data.load_splits("speech", frame_size=frame_size)
+        with pytest.raises(ValueError, match="frame_size"):
+            data.waveform_to_frames(np.zeros(400), frame_size)
+
+
 def test_missing_and_unreadable_files(tmp_path):
     assert_data_error(tmp_path / "nothing.npz", "no such file")
     assert_data_error(tmp_path / "speach", "no such file or folder")
     (tmp_path / "junk.npz").write_bytes(b"not a zip file at all")
-    assert_data_error(tmp_path / "junk.npz", "not a readable .npz")
+    assert_data_error(tmp_path / "junk.npz", "not a readable .npz file (not a zip archive)")
     np.save(tmp_path / "one.npy", np.zeros(3))
     assert_data_error(tmp_path / "one.npy", "expected a dataset .npz")
+    (tmp_path / "one.npy").rename(tmp_path / "renamed.npz")
+    assert_data_error(tmp_path / "renamed.npz", "is a single .npy array")
     (tmp_path / "empty").mkdir()
     assert_data_error(tmp_path / "empty", "no .wav files")
 
