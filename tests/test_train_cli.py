@@ -175,11 +175,13 @@ def test_real_sigint_saves_a_checkpoint_and_resume_continues_exactly(tmp_path):
     import time
 
     out = tmp_path / "cut"
-    cmd = [sys.executable, "-m", "minivrnn.train", *SMALL, "--epochs", "1000", "--patience", "1000",
-           "--out", str(out)]
-    # A shell's background job ignores SIGINT, and the child would inherit that: restore the default.
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    argv = [*SMALL, "--epochs", "1000", "--patience", "1000", "--out", str(out)]
+    # A shell's background job ignores SIGINT and the child would inherit that, so the child first puts
+    # back Python's own Ctrl-C handler (as in a terminal), then runs `python -m minivrnn.train ARGV`.
+    start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             f"sys.argv = ['minivrnn.train'] + {argv!r}; runpy.run_module('minivrnn.train', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", start], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     metrics, deadline = out / "metrics.jsonl", time.time() + 120
     while (not metrics.exists() or len(metrics.read_text().splitlines()) < 2) and time.time() < deadline:
         time.sleep(0.05)
