@@ -15,14 +15,14 @@ from . import data as datalib
 from .checkpoint import CheckpointError, load_checkpoint
 from .evaluation import elbo_and_importance
 from .threads import single_threaded_blas
-from .train import positive
+from .train import DefaultsFormatter, positive
 
 positive_int = positive(int)
 
 
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m minivrnn.evaluate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsFormatter)
     p.add_argument("checkpoint", help="a .npz written by python -m minivrnn.train")
     p.add_argument("--samples", type=positive_int, default=50, help="S, importance samples per sequence")
     p.add_argument("--split", choices=("test", "valid", "train"), default="test", help="which split")

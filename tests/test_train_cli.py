@@ -121,6 +121,11 @@ def test_help_documents_every_flag():
     for flag in ("--tiny", "--model", "--data", "--epochs", "--seed", "--out", "--resume", "--h-dim",
                  "--z-dim", "--kl-warmup", "--clip", "--patience"):
         assert flag in r.stdout
+    # ... and every option the parser has, each with its own help text.
+    for action in trainmod.build_parser()._actions:
+        assert action.help, action.dest
+        for option in action.option_strings:
+            assert option in r.stdout, option
 
 
 def test_sample_and_evaluate_commands(tmp_path):
