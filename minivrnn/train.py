@@ -75,12 +75,14 @@ def build_parser():
     p.add_argument("--cell", choices=("gru", "lstm"), default="gru", help="the recurrence f")
     p.add_argument("--z-dim", type=positive(int), help=f"Z, latent size [default: {DEFAULTS['z_dim']}]")
     p.add_argument("--h-dim", type=positive(int), help=f"H, state size [default: {DEFAULTS['h_dim']}]")
-    p.add_argument("--feat-dim", type=positive(int), help=f"F, feature-extractor width [default: {DEFAULTS['feat_dim']}]")
+    p.add_argument("--feat-dim", type=positive(int),
+                   help=f"F, feature-extractor width [default: {DEFAULTS['feat_dim']}]")
     p.add_argument("--n-layers", type=positive(int), default=1, help="hidden layers per feature extractor")
     p.add_argument("--n-mix", type=positive(int), default=5, help="K, mixture components (GMM and pen outputs)")
     p.add_argument("--sigma-min", type=positive(float), default=1e-3, help="floor on every standard deviation")
     p.add_argument("--frame-size", type=positive(int), default=200, help="speech: samples per frame x_t")
-    p.add_argument("--epochs", type=positive(int), help=f"passes over the training split [default: {DEFAULTS['epochs']}]")
+    p.add_argument("--epochs", type=positive(int),
+                   help=f"passes over the training split [default: {DEFAULTS['epochs']}]")
     p.add_argument("--batch-size", type=positive(int), help=f"sequences per step [default: {DEFAULTS['batch_size']}]")
     p.add_argument("--max-len", type=positive(int), help="crop training sequences to this many steps "
                                                f"[default: {DEFAULTS['max_len']}]")
@@ -93,7 +95,8 @@ def build_parser():
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="training precision")
     p.add_argument("--seed", type=int, default=0, help="seeds the initialisation, shuffling and noise")
     p.add_argument("--out", default=None, help="run folder [default: runs/<data>-<model>]")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.npz, with the flags it was started with "
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last.npz, with the flags it was started with "
                         "(flags given again override them)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return p

@@ -280,7 +280,8 @@ def trained(tmp_path_factory):
     one = rng.normal(size=(300, 1))
     one[150, 0] = np.inf
     np.savez(folder / "inf.npz", data=one, offsets=offsets, kind=np.array("series"))
-    np.savez(folder / "empty.npz", data=np.zeros_like(one), offsets=np.array([0, 100, 100, 300]), kind=np.array("series"))
+    np.savez(folder / "empty.npz", data=np.zeros_like(one), offsets=np.array([0, 100, 100, 300]),
+             kind=np.array("series"))
     return folder, os.path.join(out, "last.npz")
 
 
