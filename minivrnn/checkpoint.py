@@ -32,6 +32,9 @@ def save_checkpoint(path, params, config, *, optimizer_arrays=None, train_state=
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private (0600); a checkpoint is ordinary data
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -43,6 +46,9 @@ def load_checkpoint(path):
     """Returns a dict with ``params``, ``config``, ``optimizer_arrays``, ``train_state``, ``data_arrays``."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # every .npz is a zip archive; anything else np.load would call pickle
+            raise CheckpointError(f"{path}: not a readable minivrnn checkpoint (not an .npz / zip file)")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}

@@ -15,16 +15,19 @@ from . import data as datalib
 from .checkpoint import CheckpointError, load_checkpoint
 from .evaluation import elbo_and_importance
 from .threads import single_threaded_blas
+from .train import DefaultsFormatter, positive
+
+positive_int = positive(int)
 
 
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m minivrnn.evaluate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsFormatter)
     p.add_argument("checkpoint", help="a .npz written by python -m minivrnn.train")
-    p.add_argument("--samples", type=int, default=50, help="S, importance samples per sequence")
+    p.add_argument("--samples", type=positive_int, default=50, help="S, importance samples per sequence")
     p.add_argument("--split", choices=("test", "valid", "train"), default="test", help="which split")
     p.add_argument("--data", default=None, help="data source [default: the one the model was trained on]")
-    p.add_argument("--batch-size", type=int, default=32, help="sequences per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="sequences per forward pass")
     p.add_argument("--seed", type=int, default=0, help="seeds the importance samples")
     return p
 
@@ -37,6 +40,9 @@ def main(argv=None):
     except (CheckpointError, datalib.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
 
 
 def evaluate(args):

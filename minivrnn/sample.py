@@ -11,11 +11,12 @@ import numpy as np
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .sampling import sample
+from .train import DefaultsFormatter
 
 
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m minivrnn.sample", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsFormatter)
     p.add_argument("checkpoint", help="a .npz written by python -m minivrnn.train (e.g. runs/.../best.npz)")
     p.add_argument("--steps", type=int, default=100, help="time steps T to generate")
     p.add_argument("--n", type=int, default=4, help="sequences to generate")

@@ -8,8 +8,11 @@ checkpoint to resume from), ``best.npz`` (best validation bound), ``metrics.json
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 from tqdm import tqdm
@@ -39,6 +42,26 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def positive(kind):
+    """An argparse type: a number of ``kind`` that must be > 0 (a bad value is argparse's one-line error)."""
+
+    def parse(text):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m minivrnn.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=DefaultsFormatter)
@@ -50,27 +73,31 @@ def build_parser():
                                   f"[default: {DEFAULTS['data']}]")
     p.add_argument("--model", choices=MODELS, help=f"the Table 1 variant [default: {DEFAULTS['model']}]")
     p.add_argument("--cell", choices=("gru", "lstm"), default="gru", help="the recurrence f")
-    p.add_argument("--z-dim", type=int, help=f"Z, latent size [default: {DEFAULTS['z_dim']}]")
-    p.add_argument("--h-dim", type=int, help=f"H, state size [default: {DEFAULTS['h_dim']}]")
-    p.add_argument("--feat-dim", type=int, help=f"F, feature-extractor width [default: {DEFAULTS['feat_dim']}]")
-    p.add_argument("--n-layers", type=int, default=1, help="hidden layers per feature extractor")
-    p.add_argument("--n-mix", type=int, default=5, help="K, mixture components (GMM and pen outputs)")
-    p.add_argument("--sigma-min", type=float, default=1e-3, help="floor on every standard deviation")
-    p.add_argument("--frame-size", type=int, default=200, help="speech: samples per frame x_t")
-    p.add_argument("--epochs", type=int, help=f"passes over the training split [default: {DEFAULTS['epochs']}]")
-    p.add_argument("--batch-size", type=int, help=f"sequences per step [default: {DEFAULTS['batch_size']}]")
-    p.add_argument("--max-len", type=int, help="crop training sequences to this many steps "
+    p.add_argument("--z-dim", type=positive(int), help=f"Z, latent size [default: {DEFAULTS['z_dim']}]")
+    p.add_argument("--h-dim", type=positive(int), help=f"H, state size [default: {DEFAULTS['h_dim']}]")
+    p.add_argument("--feat-dim", type=positive(int),
+                   help=f"F, feature-extractor width [default: {DEFAULTS['feat_dim']}]")
+    p.add_argument("--n-layers", type=positive(int), default=1, help="hidden layers per feature extractor")
+    p.add_argument("--n-mix", type=positive(int), default=5, help="K, mixture components (GMM and pen outputs)")
+    p.add_argument("--sigma-min", type=positive(float), default=1e-3, help="floor on every standard deviation")
+    p.add_argument("--frame-size", type=positive(int), default=200, help="speech: samples per frame x_t")
+    p.add_argument("--epochs", type=positive(int),
+                   help=f"passes over the training split [default: {DEFAULTS['epochs']}]")
+    p.add_argument("--batch-size", type=positive(int), help=f"sequences per step [default: {DEFAULTS['batch_size']}]")
+    p.add_argument("--max-len", type=positive(int), help="crop training sequences to this many steps "
                                                f"[default: {DEFAULTS['max_len']}]")
-    p.add_argument("--lr", type=float, help=f"Adam step size [default: {DEFAULTS['lr']}]")
-    p.add_argument("--clip", type=float, default=10.0, help="clip the global gradient norm to this")
-    p.add_argument("--kl-warmup", type=int, default=0,
+    p.add_argument("--lr", type=positive(float), help=f"Adam step size [default: {DEFAULTS['lr']}]")
+    p.add_argument("--clip", type=positive(float), default=10.0, help="clip the global gradient norm to this")
+    p.add_argument("--kl-warmup", type=non_negative_int, default=0,
                    help="optimizer steps over which the KL weight rises linearly from 0 to 1 (0: off)")
-    p.add_argument("--patience", type=int, default=10,
+    p.add_argument("--patience", type=positive(int), default=10,
                    help="stop after this many epochs without a better validation bound")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="training precision")
     p.add_argument("--seed", type=int, default=0, help="seeds the initialisation, shuffling and noise")
     p.add_argument("--out", default=None, help="run folder [default: runs/<data>-<model>]")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.npz")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last.npz, with the flags it was started with "
+                        "(flags given again override them)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return p
 
@@ -86,23 +113,71 @@ def resolve_args(args):
     return args
 
 
+# Flags a run is started with, stored in its checkpoint so that ``--resume --out RUN`` continues it as it was
+# (the model's sizes come from the checkpoint's config; --out and --resume are the resume request itself).
+RUN_FLAGS = ("tiny", "data", "model", "cell", "z_dim", "h_dim", "feat_dim", "n_layers", "n_mix", "sigma_min",
+             "frame_size", "epochs", "batch_size", "max_len", "lr", "clip", "kl_warmup", "patience", "dtype",
+             "seed", "no_plots")
+
+
+def explicit_flags(argv):
+    """The destinations of the options actually written in ``argv`` (not filled in by a default)."""
+    p = build_parser()
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(p.parse_args(argv)))
+
+
+def restore_run_flags(args, explicit):
+    """For --resume: every run flag not given again takes the value stored in the run's last.npz."""
+    out = args.out if args.out is not None else resolve_args(argparse.Namespace(**vars(args))).out
+    stored = load_checkpoint(os.path.join(out, "last.npz"))["train_state"].get("args", {})
+    for key, value in stored.items():
+        if key in RUN_FLAGS and key not in explicit:
+            setattr(args, key, value)
+    args.out = out
+    return args
+
+
 def main(argv=None):
-    args = resolve_args(build_parser().parse_args(argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
     try:
+        if args.resume:
+            args = restore_run_flags(args, explicit_flags(argv))
+        args = resolve_args(args)
         with single_threaded_blas():
             code = train(args)
     except (TrainError, datalib.DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the training loop (loading data), or a second Ctrl-C while saving
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     return code
+
+
+@contextmanager
+def interrupt_deferred():
+    """Hold a Ctrl-C (SIGINT) until the block ends, so an optimizer step and its bookkeeping are applied
+    whole or not at all: the checkpoint saved on Ctrl-C is then exactly a state the run passes through."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield  # not ours to change (another handler, or SIGINT ignored)
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def train(args):
     """Run the training loop described by ``args``; returns the exit code."""
     dtype = np.dtype(args.dtype)
-    for flag in ("frame_size", "batch_size", "max_len", "epochs"):
-        if getattr(args, flag) < 1:
-            raise TrainError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     splits = datalib.load_splits(args.data, frame_size=args.frame_size, seed=args.seed)
     to_dtype = lambda seqs: [s.astype(dtype) for s in seqs]
     train_seqs, valid_seqs = to_dtype(splits.train), to_dtype(splits.valid)
@@ -114,17 +189,26 @@ def train(args):
         if config.x_dim != splits.x_dim:
             raise TrainError(f"{args.data}: frames have {splits.x_dim} dimensions but the checkpoint "
                              f"{checkpoint_path} expects x_dim = {config.x_dim}")
+        missing = [k for k in ("epoch", "batch", "step", "best", "bad_epochs", "history")
+                   if k not in ck["train_state"]]
+        if "adam/step" not in ck["optimizer_arrays"] or missing:
+            raise TrainError(f"{checkpoint_path}: holds no training state to resume from "
+                             f"(missing {', '.join(missing) or 'the optimizer state'})")
         opt = Adam(lr=args.lr)
         opt.load_state_arrays(ck["optimizer_arrays"])
         state = ck["train_state"]
     else:
-        config = VRNNConfig(x_dim=splits.x_dim, z_dim=args.z_dim, h_dim=args.h_dim, feat_dim=args.feat_dim,
-                            n_layers=args.n_layers, model=args.model, n_mix=args.n_mix,
-                            sigma_min=args.sigma_min, cell=args.cell, output=output)
+        try:
+            config = VRNNConfig(x_dim=splits.x_dim, z_dim=args.z_dim, h_dim=args.h_dim, feat_dim=args.feat_dim,
+                                n_layers=args.n_layers, model=args.model, n_mix=args.n_mix,
+                                sigma_min=args.sigma_min, cell=args.cell, output=output)
+        except ValueError as e:
+            raise TrainError(e) from None
         params = init_params(config, args.seed, dtype)
         opt = Adam(lr=args.lr)
         state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "bad_epochs": 0, "history": [],
                  "data": {"source": str(args.data), "frame_size": args.frame_size, "seed": args.seed}}
+    state["args"] = {k: getattr(args, k) for k in RUN_FLAGS}
     os.makedirs(args.out, exist_ok=True)
     data_arrays = splits.to_arrays()  # normalisation statistics, kind, frame size
     metrics_path = os.path.join(args.out, "metrics.jsonl")
@@ -139,9 +223,10 @@ def train(args):
     if state["step"] == 0:
         print("(the first steps compile the Numba kernels, or load them from the cache)")
     t_start = time.time()
-    kl_per_step = None  # set by each epoch's validation
+    kl_per_step = None  # from the last validation pass (None if this call ran no epoch)
+    bar = None
     try:
-        while state["epoch"] < args.epochs:
+        while state["epoch"] < args.epochs and state["bad_epochs"] < args.patience:  # (a resumed run may be done)
             epoch = state["epoch"]
             batches = list(datalib.iterate_batches(train_seqs, args.batch_size, np.random.default_rng(
                 [args.seed, epoch]), max_len=args.max_len))
@@ -154,55 +239,63 @@ def train(args):
                 eps = noise.standard_normal(x.shape[:2] + (config.z_dim,)).astype(dtype)
                 kl_weight = 1.0 if args.kl_warmup <= 0 else min(1.0, (state["step"] + 1) / args.kl_warmup)
                 result, cache = forward(params, config, x, mask, eps, kl_weight=kl_weight)
-                if not np.isfinite(result["loss"]):  # the parameters are still the last good ones
+                bad = None if np.isfinite(result["loss"]) else f"the loss became {result['loss']}"
+                if bad is None:
+                    grads, norm = clip_by_global_norm(backward(cache), args.clip)
+                    bad = None if np.isfinite(norm) else f"the gradient norm became {norm}"
+                if bad is not None:  # nothing has been applied: the parameters are still the last good ones
                     bar.close()
-                    save()
-                    print(f"error: the loss became {result['loss']} at step {state['step']} (epoch "
-                          f"{epoch + 1}); stopped with the last good parameters in {checkpoint_path} "
-                          "(try a smaller --lr or --clip)", file=sys.stderr)
+                    with interrupt_deferred():
+                        save()
+                    print(f"error: {bad} at step {state['step']} (epoch {epoch + 1}); stopped with the last "
+                          f"good parameters in {checkpoint_path} (try a smaller --lr or --clip)", file=sys.stderr)
                     return 3
-                grads, _ = clip_by_global_norm(backward(cache), args.clip)
-                opt.update(params, grads)
-                n_seq = x.shape[1]
-                kl, nll = float(result["kl"].sum()) / n_seq, float(result["nll"].sum()) / n_seq
-                sums[0] += (nll + kl) * n_seq
-                sums[1] += kl * n_seq
-                sums[2] += nll * n_seq
-                sums[3] += n_seq
-                sums[4] += float(mask.sum())
-                state["step"] += 1
-                state["batch"] = b + 1
+                with interrupt_deferred():  # the step and its bookkeeping, whole or not at all
+                    opt.update(params, grads)
+                    n_seq = x.shape[1]
+                    kl, nll = float(result["kl"].sum()) / n_seq, float(result["nll"].sum()) / n_seq
+                    sums[0] += (nll + kl) * n_seq
+                    sums[1] += kl * n_seq
+                    sums[2] += nll * n_seq
+                    sums[3] += n_seq
+                    sums[4] += float(mask.sum())
+                    state["step"] += 1
+                    state["batch"] = b + 1
                 bar.set_postfix(loss=f"{nll + kl:.2f}", kl=f"{kl:.2f}", rec=f"{nll:.2f}")
                 bar.update(1)
             bar.close()
             valid_loss, valid_per_step, kl_per_step = evaluate_bound(params, config, valid_seqs,
                                                                      args.batch_size, args.seed)
-            record = {"epoch": epoch + 1, "step": state["step"], "train_loss": sums[0] / max(sums[3], 1),
-                      "train_kl": sums[1] / max(sums[3], 1), "train_rec": sums[2] / max(sums[3], 1),
-                      "valid_loss": valid_loss, "train_per_step": sums[0] / max(sums[4], 1),
-                      "valid_per_step": valid_per_step, "seconds": round(time.time() - t_start, 2)}
-            state["history"].append(record)
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            print(f"  epoch {epoch + 1}: train -ELBO {record['train_loss']:.3f}  "
-                  f"(KL {record['train_kl']:.3f}, rec {record['train_rec']:.3f})  validation {valid_loss:.3f}")
-            state.update(epoch=epoch + 1, batch=0, sums=[0.0, 0.0, 0.0, 0, 0])
-            if state["best"] is None or valid_loss < state["best"]:
-                state["best"], state["bad_epochs"] = valid_loss, 0
-                save(os.path.join(args.out, "best.npz"))
-            else:
-                state["bad_epochs"] += 1
-            save()
+            with interrupt_deferred():  # the epoch's record, state and checkpoints, whole or not at all
+                record = {"epoch": epoch + 1, "step": state["step"], "train_loss": sums[0] / max(sums[3], 1),
+                          "train_kl": sums[1] / max(sums[3], 1), "train_rec": sums[2] / max(sums[3], 1),
+                          "valid_loss": valid_loss, "train_per_step": sums[0] / max(sums[4], 1),
+                          "valid_per_step": valid_per_step, "seconds": round(time.time() - t_start, 2)}
+                state["history"].append(record)
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                print(f"  epoch {epoch + 1}: train -ELBO {record['train_loss']:.3f}  "
+                      f"(KL {record['train_kl']:.3f}, rec {record['train_rec']:.3f})  validation {valid_loss:.3f}")
+                state.update(epoch=epoch + 1, batch=0, sums=[0.0, 0.0, 0.0, 0, 0])
+                if state["best"] is None or valid_loss < state["best"]:
+                    state["best"], state["bad_epochs"] = valid_loss, 0
+                    save(os.path.join(args.out, "best.npz"))
+                else:
+                    state["bad_epochs"] += 1
+                save()
             if state["bad_epochs"] >= args.patience:
                 print(f"early stop: no better validation bound for {args.patience} epochs")
                 break
     except KeyboardInterrupt:
-        save()
+        if bar is not None:
+            bar.close()  # before the message, so that it is the last line
+        with interrupt_deferred():
+            save()
         print(f"\ninterrupted: saved {checkpoint_path}; continue with --resume --out {args.out}",
               file=sys.stderr)
         return 130
     if not args.no_plots:
-        if kl_per_step is None:  # no epoch ran (a finished run resumed): measure it now
+        if kl_per_step is None:  # e.g. --resume of a run that had already reached --epochs
             kl_per_step = evaluate_bound(params, config, valid_seqs, args.batch_size, args.seed)[2]
         write_plots(args, params, config, splits, valid_seqs, state["history"], kl_per_step)
     print(f"done in {time.time() - t_start:.1f} s: {args.out}/ holds last.npz, best.npz, metrics.jsonl"

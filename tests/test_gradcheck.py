@@ -60,3 +60,25 @@ def test_numerical_gradient_of_a_quadratic_is_exact():
     dy = np.array(1.0)
     g = numerical_gradient(lambda x: np.sum(x**2), {"x": x}, "x", dy)
     np.testing.assert_allclose(g, 2 * x, rtol=1e-8)
+
+
+def test_a_forward_or_backward_that_writes_into_its_arguments_cannot_change_the_callers_arrays():
+    seen = []
+
+    def forward(x, w):
+        seen.append(x.dtype)
+        out = np.tanh(x * w)
+        x *= 0.0  # a careless implementation scribbling on its input
+        return out
+
+    def backward(dy, x, w):
+        grads = _backward(dy, x, w)
+        w[...] = np.nan
+        return grads
+
+    inputs = {"x": _inputs()["x"].astype(np.float32), "w": _inputs()["w"]}
+    before = {k: v.copy() for k, v in inputs.items()}
+    gradcheck(forward, backward, inputs)
+    for k in inputs:
+        assert np.array_equal(inputs[k], before[k]) and inputs[k].dtype == before[k].dtype, k
+    assert set(seen) == {np.dtype(np.float64)}  # float32 inputs are checked in float64

@@ -209,3 +209,24 @@ def test_saturated_correlation_stays_finite_in_float32():
     loss, grads = loss_and_grads(params, config, x, mask, eps)
     assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads.values())
     assert np.all(grads["dec.rho.b"] == 0)  # beyond the clip the correlation no longer moves
+
+
+@pytest.mark.parametrize("model, cell", [("vrnn-gmm", "lstm"), ("vrnn-gauss", "gru"), ("rnn-gauss", "gru")])
+def test_gradients_with_an_initial_state_and_a_kl_weight(model, cell):
+    """The truncated-BPTT entry (state0 carried from a previous chunk) and KL warm-up (kl_weight) on the
+    training code path: the same float64 finite-difference check as the plain case."""
+    config = _small(model, cell)
+    params = init_params(config, seed=11)
+    x, mask, eps = _batch(config)
+    rng = np.random.default_rng(12)
+    state0 = tuple(rng.uniform(-0.8, 0.8, size=(len(LENGTHS), config.h_dim)) for _ in range(config.n_state))
+    kw = dict(state0=state0, kl_weight=0.3)
+    errors = gradcheck(lambda **p: np.array(loss_and_grads(p, config, x, mask, eps, **kw)[0]),
+                       lambda d, **p: {k: d * g for k, g in loss_and_grads(p, config, x, mask, eps, **kw)[1].items()},
+                       params)
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < 1e-6, (worst, errors[worst])
+    if config.latent:  # the weight really scales the KL term: loss(w) = nll + w * kl
+        full = forward(params, config, x, mask, eps, state0=state0)[0]
+        np.testing.assert_allclose(loss_and_grads(params, config, x, mask, eps, **kw)[0],
+                                   (full["nll"].sum() + 0.3 * full["kl"].sum()) / len(LENGTHS), rtol=1e-12)
