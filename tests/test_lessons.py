@@ -1,5 +1,5 @@
-"""The lessons: every notebook in lessons/ runs top to bottom, together they teach eqs. (1)-(10), and the
-committed copies carry no outputs.
+"""The lessons: every notebook in lessons/ runs top to bottom, together they teach eqs. (1)-(10) (each written
+out with its number), and the committed copies carry no outputs.
 
 Each notebook is executed with nbclient in a fresh ``python3`` kernel, from inside lessons/, with
 ``MINIVRNN_LESSON_SMALL=1`` (the notebooks then pick tiny sizes and finish in seconds), so a lesson broken by
@@ -38,12 +38,25 @@ def test_notebook_runs_top_to_bottom(path, monkeypatch):
     client.execute()  # raises CellExecutionError, naming the cell and the traceback, if any cell fails
 
 
+def _markdown():
+    return "\n".join(cell.source for path in NOTEBOOKS for cell in _read(path).cells
+                     if cell.cell_type == "markdown")
+
+
 def test_every_equation_is_taught():
     """The concatenated markdown of all lessons mentions each equation number, written "(N)"."""
-    markdown = "\n".join(cell.source for path in NOTEBOOKS for cell in _read(path).cells
-                         if cell.cell_type == "markdown")
+    markdown = _markdown()
     missing = [n for n in range(1, 11) if not re.search(rf"\({n}\)", markdown)]
     assert not missing, f"no lesson's markdown mentions equation(s) {missing} as '(N)'"
+
+
+def test_every_equation_is_displayed_with_its_number():
+    """Each of eqs. (1)-(10) is written out in some lesson as a displayed formula $$ ... (N) $$ tagged with its
+    number, not only cited in the text."""
+    tags = {int(m.group(1)) for block in re.findall(r"\$\$(.*?)\$\$", _markdown(), flags=re.S)
+            for m in [re.search(r"\((\d+)\)\s*$", block.strip())] if m}
+    missing = sorted(set(range(1, 11)) - tags)
+    assert not missing, f"no lesson displays equation(s) {missing} as $$ ... (N)$$"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
