@@ -65,8 +65,21 @@ def _data(D, Z, T, B):
     return x, mask, eps
 
 
+def blas_kernel():
+    """Which OpenBLAS kernel family this process runs (threadpoolctl's "architecture"), e.g. Haswell."""
+    from threadpoolctl import threadpool_info
+
+    import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba's np.dot calls)
+
+    return ",".join(sorted({i.get("architecture") or "?" for i in threadpool_info() if i["user_api"] == "blas"}))
+
+
 def worker(side, name, shape, threads, repeats):
     """One measurement, in its own process: returns a dict of figures."""
+    if side == "peak":  # the matmul peak, measured in the same BLAS environment as the other workers
+        return {"gflops": matmul_peak(threads), "kernel": blas_kernel()}
+    if side == "profile":
+        return {"text": profile_text(shape, repeats)}
     D, H, Z, F, T, B = shape
     from minivrnn import VRNNConfig, init_params
 
@@ -88,6 +101,36 @@ def worker(side, name, shape, threads, repeats):
     return {"side": side, "config": name, "threads": threads, "step_s": float(np.median(times)),
             "sample_s": float(np.median(sample_times)), "peak_mb": max(rss1, rss0) / 1024,
             "extra_mb": (rss1 - rss0) / 1024}
+
+
+def profile_text(shape, repeats, top=14):
+    """cProfile of ``repeats`` minivrnn training steps: the functions with the most time of their own."""
+    import cProfile
+    import io
+    import pstats
+
+    D, H, Z, F, T, B = shape
+    from minivrnn import VRNNConfig, init_params
+
+    config = VRNNConfig(x_dim=D, z_dim=Z, h_dim=H, feat_dim=F, model="vrnn-gauss")
+    params = init_params(config, 0, np.float32)
+    with single_threaded_blas():
+        step, _ = _minivrnn_fns(config, params, *_data(D, Z, T, B), 1)
+        step()  # compilation is not what we profile
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(repeats):
+            step()
+        profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    total = stats.total_tt
+    out.write(f"{shape}: {1e3 * total / repeats:.2f} ms per step under the profiler; own time per function:\n")
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]
+    for (path, line, func), (_, calls, own, _, _) in rows:
+        where = f"{os.path.basename(path)}:{line}({func})" if line else func
+        out.write(f"  {100 * own / total:5.1f} %  {1e3 * own / repeats:7.3f} ms  {calls // repeats:4d} calls  {where}\n")
+    return out.getvalue().rstrip()
 
 
 def _minivrnn_fns(config, params, x, mask, eps, threads):
@@ -130,9 +173,18 @@ def _twin_fns(config, params, x, mask, eps, threads):
     return lambda: torch_twin.train_step(model, opt, xt, mt, et), sample
 
 
+# This machine kind sets these to hold OpenBLAS to its AVX2 (Haswell) kernels; ``--native-blas`` measures a
+# second figure with them unset in the workers alone (OpenBLAS then picks its kernels for the CPU it finds).
+BLAS_PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+NATIVE_BLAS = False  # set by --native-blas for every worker this command starts
+
+
 def _spawn(side, name, shape, threads, repeats):
     job = json.dumps({"side": side, "name": name, "shape": shape, "threads": threads, "repeats": repeats})
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(max(threads, 1)))
+    if NATIVE_BLAS:
+        for key in BLAS_PINS:
+            env.pop(key, None)
     r = subprocess.run([sys.executable, "-m", "minivrnn.bench", "--worker", job], capture_output=True,
                        text=True, env=env)
     if r.returncode != 0:
@@ -150,18 +202,28 @@ def main(argv=None):
     p.add_argument("--no-sweep", action="store_true", help="skip the scaling sweep")
     p.add_argument("--repeat-scale", type=float, default=1.0, help="multiply the number of timed steps")
     p.add_argument("--out", default="runs/bench", help="folder for benchmark.md and scaling.png")
+    p.add_argument("--native-blas", action="store_true", help="a second figure: run the workers with "
+                   + " and ".join(BLAS_PINS) + " unset, so OpenBLAS picks its own kernels for this CPU")
+    p.add_argument("--profile", choices=sorted(CONFIGS), help="instead of the table: where one minivrnn "
+                   "training step of this configuration spends its time (cProfile, 1 thread)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         job = json.loads(args.worker)
-        print(json.dumps(worker(job["side"], job["name"], tuple(job["shape"]), job["threads"], job["repeats"])))
+        print(json.dumps(worker(job["side"], job["name"], tuple(job["shape"] or ()), job["threads"], job["repeats"])))
+        return 0
+    global NATIVE_BLAS
+    NATIVE_BLAS = args.native_blas
+    if args.profile:
+        print(_spawn("profile", args.profile, CONFIGS[args.profile], 1, REPEATS[args.profile])["text"])
         return 0
     sides = ["minivrnn"] + ([] if args.no_peer else ["pytorch"])
     threads = [int(t) for t in args.threads.split(",")]
-    peaks = {t: matmul_peak(t) for t in threads}
+    peak_runs = {t: _spawn("peak", "peak", None, t, 0) for t in threads}
+    peaks = {t: r["gflops"] for t, r in peak_runs.items()}
     print("matmul peak (numpy 1024x1024 float32): "
           + ", ".join(f"{t} thread(s) {g:.1f} GFLOP/s" for t, g in peaks.items())
-          + f"  [OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}]")
+          + f"  [{_blas_label(peak_runs[threads[0]]['kernel'])}]")
     rows = []
     for name in args.configs.split(","):
         shape = CONFIGS[name]
@@ -170,7 +232,7 @@ def main(argv=None):
             res = {side: _spawn(side, name, shape, t, repeats) for side in sides}
             rows.append((name, shape, t, res))
             print(_row_text(name, shape, t, res, peaks[t]), flush=True)
-    table = _markdown(rows, peaks, sides)
+    table = _markdown(rows, peaks, sides, peak_runs[threads[0]]["kernel"])
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "benchmark.md"), "w") as f:
         f.write(table)
@@ -193,11 +255,17 @@ def _row_text(name, shape, t, res, peak):
     return text
 
 
-def _markdown(rows, peaks, sides):
+def _blas_label(kernel):
+    if NATIVE_BLAS:
+        return f"{' and '.join(BLAS_PINS)} unset in the workers: OpenBLAS kernel {kernel}"
+    return f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}: OpenBLAS kernel {kernel}"
+
+
+def _markdown(rows, peaks, sides, kernel):
     lines = ["# minivrnn benchmark", "",
              "Matmul peak (numpy 1024x1024 float32): "
              + ", ".join(f"{t} thread(s) {g:.1f} GFLOP/s" for t, g in peaks.items())
-             + f"; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}.", "",
+             + f"; {_blas_label(kernel)}.", "",
              "Training step = forward + backward + Adam, float32, VRNN-Gauss, GRU, one hidden layer per MLP; "
              "medians; each figure from its own worker process.", ""]
     columns = ["config (D, H, Z, F, T, B)", "threads", "minivrnn ms/step", "seq/s", "GFLOP/s (% peak)",

@@ -21,3 +21,20 @@ def test_bench_writes_its_table(tmp_path, peer):
     table = open(os.path.join(out, "benchmark.md")).read()
     assert "| tiny (2, 32, 8, 32, 50, 16) | 1 |" in table
     assert ("speed-up (train)" in table) == peer
+
+
+def test_profile_names_the_chain_kernels(capsys):
+    assert bench.main(["--profile", "tiny"]) == 0
+    text = capsys.readouterr().out
+    assert "_chain_forward_loop" in text and "_chain_backward_loop" in text and "ms per step" in text
+
+
+def test_native_blas_workers_run_without_the_pins(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    out = str(tmp_path / "bench")
+    args = ["--configs", "tiny", "--threads", "1", "--no-sweep", "--no-peer", "--repeat-scale", "0.05",
+            "--native-blas", "--out", out]
+    assert bench.main(args) == 0
+    table = open(os.path.join(out, "benchmark.md")).read()
+    assert "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset in the workers" in table
+    assert "OpenBLAS kernel Haswell" not in table  # the worker chose its own kernel
