@@ -49,7 +49,8 @@ def evaluate(args):
     ck = load_checkpoint(args.checkpoint)
     config, source = ck["config"], ck["train_state"].get("data", {})
     splits = datalib.load_splits(args.data or source.get("source"), frame_size=source.get("frame_size", 200),
-                                 seed=source.get("seed", 0), dtype=np.float64)
+                                 heldout=source.get("heldout", "utterance"), seed=source.get("seed", 0),
+                                 dtype=np.float64)  # the run's own splits: its test split was never trained on
     if splits.x_dim != config.x_dim:
         raise datalib.DataError(splits.source, f"frames have {splits.x_dim} dimensions but the checkpoint "
                                                f"expects x_dim = {config.x_dim}")

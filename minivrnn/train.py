@@ -81,6 +81,9 @@ def build_parser():
     p.add_argument("--n-mix", type=positive(int), default=5, help="K, mixture components (GMM and pen outputs)")
     p.add_argument("--sigma-min", type=positive(float), default=1e-3, help="floor on every standard deviation")
     p.add_argument("--frame-size", type=positive(int), default=200, help="speech: samples per frame x_t")
+    p.add_argument("--heldout", choices=datalib.HELDOUT, default="utterance",
+                   help="what the validation and test splits hold out: whole utterances, or whole groups "
+                        "(speakers of the speech, writers of the handwriting)")
     p.add_argument("--epochs", type=positive(int),
                    help=f"passes over the training split [default: {DEFAULTS['epochs']}]")
     p.add_argument("--batch-size", type=positive(int), help=f"sequences per step [default: {DEFAULTS['batch_size']}]")
@@ -116,7 +119,7 @@ def resolve_args(args):
 # Flags a run is started with, stored in its checkpoint so that ``--resume --out RUN`` continues it as it was
 # (the model's sizes come from the checkpoint's config; --out and --resume are the resume request itself).
 RUN_FLAGS = ("tiny", "data", "model", "cell", "z_dim", "h_dim", "feat_dim", "n_layers", "n_mix", "sigma_min",
-             "frame_size", "epochs", "batch_size", "max_len", "lr", "clip", "kl_warmup", "patience", "dtype",
+             "frame_size", "heldout", "epochs", "batch_size", "max_len", "lr", "clip", "kl_warmup", "patience", "dtype",
              "seed", "no_plots")
 
 
@@ -178,7 +181,7 @@ def interrupt_deferred():
 def train(args):
     """Run the training loop described by ``args``; returns the exit code."""
     dtype = np.dtype(args.dtype)
-    splits = datalib.load_splits(args.data, frame_size=args.frame_size, seed=args.seed)
+    splits = datalib.load_splits(args.data, frame_size=args.frame_size, heldout=args.heldout, seed=args.seed)
     to_dtype = lambda seqs: [s.astype(dtype) for s in seqs]
     train_seqs, valid_seqs = to_dtype(splits.train), to_dtype(splits.valid)
     output = "pen" if splits.kind == "handwriting" else "auto"
@@ -207,7 +210,8 @@ def train(args):
         params = init_params(config, args.seed, dtype)
         opt = Adam(lr=args.lr)
         state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "bad_epochs": 0, "history": [],
-                 "data": {"source": str(args.data), "frame_size": args.frame_size, "seed": args.seed}}
+                 "data": {"source": str(args.data), "frame_size": args.frame_size, "seed": args.seed,
+                          "heldout": args.heldout}}
     state["args"] = {k: getattr(args, k) for k in RUN_FLAGS}
     os.makedirs(args.out, exist_ok=True)
     data_arrays = splits.to_arrays()  # normalisation statistics, kind, frame size

@@ -166,3 +166,22 @@ def test_resuming_a_finished_run_still_writes_the_plots_and_sizes_below_one_are_
         assert stop.value.code == 2
         err = capsys.readouterr().err
         assert f"argument {flag}: expected a positive number, got 0" in err and "Traceback" not in err, err
+
+
+def test_a_held_out_writer_split_is_kept_by_the_run_and_used_by_evaluate(tmp_path):
+    from minivrnn import data as datalib
+    from minivrnn import evaluate as evaluatemod
+
+    run = tmp_path / "run"
+    small = ["--data", "handwriting", "--z-dim", "2", "--h-dim", "6", "--feat-dim", "6", "--n-mix", "2",
+             "--epochs", "1", "--max-len", "20", "--no-plots", "--out", str(run)]
+    assert trainmod.main(small + ["--heldout", "group"]) == 0
+    assert evaluatemod.main([str(run / "best.npz"), "--samples", "2"]) == 0
+    with open(run / "best-test-eval.csv") as f:
+        steps = [int(line.split(",")[1]) for line in f.read().splitlines()[1:]]
+    by_writer = datalib.load_splits("handwriting", heldout="group")
+    by_sequence = datalib.load_splits("handwriting", heldout="utterance")
+    assert steps == [len(s) for s in by_writer.test]  # evaluate used the run's split, not the default
+    assert steps != [len(s) for s in by_sequence.test]
+    test_writers = set(by_writer.group[by_writer.test_ids])
+    assert test_writers and not test_writers & set(by_writer.group[by_writer.train_ids])
