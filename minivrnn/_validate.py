@@ -34,6 +34,30 @@ def check_arrays(**specs):
     return sizes
 
 
+def check_like(name, array, shape, dtype, spec=None):
+    """Check that ``array`` has exactly ``shape`` and ``dtype``: an upstream gradient against the forward's output.
+
+    For the backward passes, which know the expected shape and dtype exactly (from their cache), so the check
+    is a tuple and a dtype comparison rather than check_arrays' spec matching. ``spec`` (e.g. ``"... K"``)
+    only labels the message. Raises ValueError in check_arrays' style, naming ``name``.
+    """
+    if not (isinstance(array, np.ndarray) and array.shape == shape and array.dtype == dtype):
+        _raise_like(name, array, shape, dtype, spec)
+
+
+def _raise_like(name, array, shape, dtype, spec):
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{name}: expected a NumPy array, got {type(array).__name__}")
+    if array.shape != shape:
+        expected = tuple(shape)
+        if spec is not None:
+            sizes = {}
+            _match_shape("the expected shape", expected, spec.split(), sizes)  # binds the spec's letters
+            expected = _describe(spec.split(), sizes)
+        raise ValueError(f"{name}: expected shape {expected}, got {tuple(array.shape)}")
+    raise ValueError(f"{name}: expected dtype {dtype} (the dtype of the forward's output), got {array.dtype}")
+
+
 def _match_shape(name, shape, tokens, sizes):
     lead = tokens[0] == "..."
     fixed = tokens[1:] if lead else tokens
