@@ -10,6 +10,7 @@ and an integer is a fixed size.
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_ARRAY_TYPES = (np.ndarray, np.generic)  # what check_like accepts: an array, or a NumPy scalar for shape ()
 
 
 def check_arrays(**specs):
@@ -39,14 +40,15 @@ def check_like(name, array, shape, dtype, spec=None):
 
     For the backward passes, which know the expected shape and dtype exactly (from their cache), so the check
     is a tuple and a dtype comparison rather than check_arrays' spec matching. ``spec`` (e.g. ``"... K"``)
-    only labels the message. Raises ValueError in check_arrays' style, naming ``name``.
+    only labels the message. A NumPy scalar passes for shape () (``a.sum(axis=-1)`` of a (K,) array is one).
+    Raises ValueError in check_arrays' style, naming ``name``.
     """
-    if not (isinstance(array, np.ndarray) and array.shape == shape and array.dtype == dtype):
+    if not (isinstance(array, _ARRAY_TYPES) and array.shape == shape and array.dtype == dtype):
         _raise_like(name, array, shape, dtype, spec)
 
 
 def _raise_like(name, array, shape, dtype, spec):
-    if not isinstance(array, np.ndarray):
+    if not isinstance(array, _ARRAY_TYPES):
         raise ValueError(f"{name}: expected a NumPy array, got {type(array).__name__}")
     if array.shape != shape:
         expected = tuple(shape)
