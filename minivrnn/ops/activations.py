@@ -6,27 +6,32 @@ log-softmax give the mixture weights of the GMM output (reference/equations.md, 
 import numpy as np
 from numba import njit
 
-from .._validate import check_arrays
+from .._validate import check_arrays, check_like
 
 
 def relu_forward(a):
     """max(a, 0); returns (y, cache)."""
+    check_arrays(a=(a, "..."))
     y = np.maximum(a, 0)
-    return y, a > 0
+    return y, y  # y > 0 exactly where a > 0 (NaN in both: neither is > 0)
 
 
 def relu_backward(dy, cache):
-    positive = cache
+    y = cache
+    check_like("dy", dy, y.shape, y.dtype, "...")
+    positive = y > 0
     return dy * positive
 
 
 def tanh_forward(a):
+    check_arrays(a=(a, "..."))
     y = np.tanh(a)
     return y, y
 
 
 def tanh_backward(dy, cache):
     y = cache
+    check_like("dy", dy, y.shape, y.dtype, "...")
     return dy * (1 - y * y)
 
 
@@ -40,6 +45,7 @@ def sigmoid_forward(a):
 
 def sigmoid_backward(dy, cache):
     y = cache
+    check_like("dy", dy, y.shape, y.dtype, "...")
     return dy * y * (1 - y)
 
 
@@ -53,6 +59,7 @@ def softplus_forward(a):
 
 def softplus_backward(dy, cache):
     slope = cache  # sigmoid(a)
+    check_like("dy", dy, slope.shape, slope.dtype, "...")
     return dy * slope
 
 
@@ -68,6 +75,7 @@ def logsumexp_forward(a):
 def logsumexp_backward(dout, cache):
     """d lse / d a_k = softmax(a)_k."""
     a, out = cache
+    check_like("dout", dout, out.shape, out.dtype, "...")
     return dout[..., None] * np.exp(a - out[..., None])
 
 
@@ -81,6 +89,7 @@ def log_softmax_forward(a):
 def log_softmax_backward(dy, cache):
     """dy - softmax * sum_k dy_k: the identity path plus logsumexp_backward of -sum_k dy_k."""
     y, lse_cache = cache
+    check_like("dy", dy, y.shape, y.dtype, "... K")
     return dy + logsumexp_backward(-dy.sum(axis=-1), lse_cache)
 
 
