@@ -8,7 +8,7 @@ not floored again here. The per-row helper ``_gaussian_row`` is shared with the 
 import numpy as np
 from numba import njit
 
-from .._validate import check_arrays
+from .._validate import check_arrays, check_like
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -33,6 +33,7 @@ def gaussian_logpdf_backward(dlogp, cache):
     Plain NumPy with broadcasting, so gmm.py reuses it for all K components at once (x of shape (..., 1, D)).
     """
     x, mu, sigma = cache
+    check_like("dlogp", dlogp, mu.shape[:-1], mu.dtype, "...")  # mu's, not x's: gmm.py broadcasts x
     u = (x - mu) / sigma  # (..., D) the standardised residual, recomputed
     # logp = -0.5 * sum_d [log 2pi + 2 log sigma_d + u_d^2]
     dlogp = dlogp[..., None]  # (..., 1): every d receives its row's gradient

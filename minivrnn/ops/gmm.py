@@ -8,7 +8,7 @@ keeps the weights pi and the responsibilities r_k = pi_k N_k / p(x), which are a
 import numpy as np
 from numba import njit
 
-from .._validate import check_arrays
+from .._validate import check_arrays, check_like
 from .gaussian import _gaussian_row, gaussian_logpdf_backward
 
 
@@ -37,6 +37,7 @@ def gmm_logpdf_forward(x, logits, mu, sigma):
 def gmm_logpdf_backward(dlogp, cache):
     """Backward of gmm_logpdf_forward, its steps in reverse: returns (dx, dlogits, dmu, dsigma)."""
     x, mu, sigma, w, r = cache
+    check_like("dlogp", dlogp, x.shape[:-1], x.dtype, "...")
     # logp = logsumexp_k a_k: d logp / d a_k = softmax(a)_k = r_k
     da = dlogp[..., None] * r  # (..., K)
     # a_k = log pi_k + log N_k

@@ -16,7 +16,7 @@ hold the per-step arithmetic, so that a fused model kernel can call them too.
 import numpy as np
 from numba import njit
 
-from .._validate import check_arrays
+from .._validate import check_arrays, check_like
 from .activations import _sigmoid, _tanh
 from .recurrent import (
     _masked_update,
@@ -65,7 +65,7 @@ def gru_cell_forward(params, x, h):
 def gru_cell_backward(dh_new, cache):
     """Backward of gru_cell_forward: returns (dx, dh, grads)."""
     x, h, W_i, W_h, a_h, gates = cache
-    check_arrays(h=(h, "B H"), dh_new=(dh_new, "B H"))
+    check_like("dh_new", dh_new, h.shape, h.dtype, "B H")
     da_i, da_h, dh = np.empty_like(a_h), np.empty_like(a_h), np.empty_like(h)
     _gru_gates_step_backward(np.ascontiguousarray(dh_new), a_h, h, gates, da_i, da_h, dh)
     dx = da_i @ W_i.T  # a_i = x @ W_i + b_i
@@ -98,7 +98,7 @@ def gru_sequence_forward(params, xs, h0, mask=None):
 def gru_sequence_backward(dhs, cache):
     """Backprop through time for gru_sequence_forward: returns (dxs (T, B, I), dh0 (B, H), grads)."""
     xs, h0, hs, mask, W_i, W_h, a_h, gates = cache
-    check_arrays(hs=(hs, "T B H"), dhs=(dhs, "T B H"))
+    check_like("dhs", dhs, hs.shape, hs.dtype, "T B H")
     (T, B, I), H = xs.shape, h0.shape[1]
     h_prev = np.concatenate([h0[None], hs[:-1]])  # (T, B, H): the state each step started from
     da_i, da_h = np.empty_like(a_h), np.empty_like(a_h)  # (T, B, 3H)

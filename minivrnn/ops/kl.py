@@ -10,7 +10,7 @@ and hence the KL, is >= 0 in float32 too, and it is exactly 0 when q equals p.
 import numpy as np
 from numba import njit
 
-from .._validate import check_arrays
+from .._validate import check_arrays, check_like
 
 
 def kl_gaussian_forward(mu_q, sigma_q, mu_p, sigma_p):
@@ -28,6 +28,7 @@ def kl_gaussian_forward(mu_q, sigma_q, mu_p, sigma_p):
 def kl_gaussian_backward(dkl, cache):
     """Backward of kl_gaussian_forward: returns (dmu_q, dsigma_q, dmu_p, dsigma_p)."""
     mu_q, sigma_q, mu_p, sigma_p = cache
+    check_like("dkl", dkl, mu_q.shape[:-1], mu_q.dtype, "...")
     v = np.log(sigma_q / sigma_p)  # (..., Z) log of the ratio of standard deviations
     t = (mu_q - mu_p) / sigma_p  # (..., Z) the gap of the means in units of sigma_p
     # kl = sum_z 0.5 * (expm1(2 v) - 2 v + t^2)

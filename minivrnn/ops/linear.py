@@ -5,7 +5,7 @@ Parameters live in plain dicts: a layer is ``{"W", "b"}``; an MLP is ``{"l0.W", 
 """
 import numpy as np
 
-from .._validate import check_arrays
+from .._validate import check_arrays, check_like
 from .activations import relu_backward, relu_forward
 
 
@@ -30,6 +30,7 @@ def linear_forward(params, x):
 def linear_backward(dy, cache):
     """Backward of linear_forward: returns (dx, {"W": dW, "b": db})."""
     x, W = cache
+    check_like("dy", dy, x.shape[:-1] + W.shape[1:], x.dtype, "... O")  # y is (..., out)
     x2 = x.reshape(-1, x.shape[-1])  # (N, in)
     dy2 = dy.reshape(-1, dy.shape[-1])  # (N, out)
     dx = (dy2 @ W.T).reshape(x.shape)  # (..., in)

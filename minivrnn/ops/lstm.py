@@ -13,7 +13,7 @@ function of the sum a_i + a_h, so both sides share one pre-activation gradient `
 import numpy as np
 from numba import njit
 
-from .._validate import check_arrays
+from .._validate import check_arrays, check_like
 from .activations import _sigmoid, _tanh
 from .recurrent import (
     _masked_update,
@@ -64,7 +64,8 @@ def lstm_cell_backward(dstate, cache):
     """Backward of lstm_cell_forward, given (dh_new, dc_new): returns (dx, dh, dc, grads)."""
     dh_new, dc_new = dstate
     x, h, c, W_i, W_h, gates, tanh_c = cache
-    check_arrays(h=(h, "B H"), dh_new=(dh_new, "B H"), dc_new=(dc_new, "B H"))
+    check_like("dh_new", dh_new, c.shape, c.dtype, "B H")
+    check_like("dc_new", dc_new, c.shape, c.dtype, "B H")
     da, dc = np.empty_like(gates), np.empty_like(c)
     _lstm_gates_step_backward(np.ascontiguousarray(dh_new), np.ascontiguousarray(dc_new), c, gates, tanh_c,
                               da, dc)
@@ -102,7 +103,8 @@ def lstm_sequence_backward(dstates, cache):
     """Backprop through time, given (dhs, dcs) (T, B, H): returns (dxs (T, B, I), dh0, dc0, grads)."""
     dhs, dcs = dstates
     xs, h0, c0, hs, cs, mask, W_i, W_h, gates, tanh_c = cache
-    check_arrays(hs=(hs, "T B H"), dhs=(dhs, "T B H"), dcs=(dcs, "T B H"))
+    check_like("dhs", dhs, hs.shape, hs.dtype, "T B H")
+    check_like("dcs", dcs, cs.shape, cs.dtype, "T B H")
     (T, B, I), H = xs.shape, h0.shape[1]
     h_prev = np.concatenate([h0[None], hs[:-1]])  # (T, B, H): the states each step started from
     c_prev = np.concatenate([c0[None], cs[:-1]])

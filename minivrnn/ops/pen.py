@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .._validate import check_arrays
+from .._validate import check_arrays, check_like
 from .activations import (
     log_softmax_backward,
     log_softmax_forward,
@@ -41,6 +41,7 @@ def bernoulli_logpmf_forward(e, logit):
 def bernoulli_logpmf_backward(dlogp, cache):
     """dlogit = dlogp * (e - sigmoid(logit)); e is data and gets no gradient."""
     e, sp_cache = cache
+    check_like("dlogp", dlogp, sp_cache.shape, sp_cache.dtype, "...")  # the slope has logit's shape
     dlogit = dlogp * e - softplus_backward(dlogp, sp_cache)  # softplus' slope is sigmoid(logit)
     return dlogit
 
@@ -63,13 +64,14 @@ def bivariate_gmm_logpdf_forward(xy, logits, mu, sigma, rho):
     log_pi, pi_cache = log_softmax_forward(logits)  # (..., K) log mixture weights
     log_n, n_cache = _bivariate_normal_forward(xy, mu, sigma, rho)  # (..., K) log N2 of each component
     logp, lse_cache = logsumexp_forward(log_pi + log_n)  # (...) max-shifted log-sum-exp over k
-    return logp, (pi_cache, n_cache, lse_cache, logp)
+    return logp, (pi_cache, n_cache, lse_cache)
 
 
 def bivariate_gmm_logpdf_backward(dlogp, cache):
     """Backward of bivariate_gmm_logpdf_forward: returns (dxy, dlogits, dmu, dsigma, drho)."""
-    pi_cache, n_cache, lse_cache, logp = cache
-    check_arrays(logp=(logp, "..."), dlogp=(dlogp, "..."))  # a wrong shape must not reach the kernel
+    pi_cache, n_cache, lse_cache = cache
+    logp = lse_cache[1]  # the log-sum-exp's output is logp
+    check_like("dlogp", dlogp, logp.shape, logp.dtype, "...")  # a wrong shape must not reach the kernel
     da = logsumexp_backward(dlogp, lse_cache)  # (..., K) dlogp * responsibilities
     dlogits = log_softmax_backward(da, pi_cache)  # the sum log_pi + log_n passes da to both terms
     dxy, dmu, dsigma, drho = _bivariate_normal_backward(da, n_cache)

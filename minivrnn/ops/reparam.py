@@ -3,7 +3,7 @@
 The noise eps is an argument, drawn by the caller, so z is a deterministic, differentiable function of
 (mu, sigma): dz/dmu = 1, dz/dsigma = eps.
 """
-from .._validate import check_arrays
+from .._validate import check_arrays, check_like
 
 
 def reparam_forward(mu, sigma, eps):
@@ -16,6 +16,7 @@ def reparam_forward(mu, sigma, eps):
 def reparam_backward(dz, cache):
     """Backward of reparam_forward: returns (dmu, dsigma, deps)."""
     sigma, eps = cache
+    check_like("dz", dz, sigma.shape, sigma.dtype, "... Z")
     dmu = dz.copy()  # a copy, so a caller accumulating into dmu never changes dz
     dsigma = dz * eps
     deps = dz * sigma
