@@ -78,6 +78,17 @@ def test_bad_dtype_is_a_value_error():
         act.softplus_forward(np.arange(3))
 
 
+@pytest.mark.parametrize("name", ["relu", "tanh"])
+@pytest.mark.parametrize("a, message", [
+    (np.arange(3), "^a: expected dtype float32 or float64, got int64$"),
+    (np.ones(3, np.float16), "^a: expected dtype float32 or float64, got float16$"),
+    ([1.0, -1.0], "^a: expected a NumPy array, got list$"),
+], ids=["int64", "float16", "list"])
+def test_relu_and_tanh_check_their_input_like_sigmoid_and_softplus(name, a, message):
+    with pytest.raises(ValueError, match=message):
+        PAIRS[name][0](a)
+
+
 extreme = st.floats(-1e4, 1e4, allow_nan=False)
 
 
