@@ -26,6 +26,7 @@ from numba import njit, prange
 
 from .ops import gru, lstm
 from .ops.activations import _softplus
+from .ops.matmul import matmul, matmul_tn
 from .ops.gru import _gru_gates_step, _gru_gates_step_backward
 from .ops.lstm import _lstm_gates_step, _lstm_gates_step_backward
 from .ops.recurrent import _masked_update, _masked_update_backward
@@ -42,8 +43,8 @@ def chain_forward(params, config, px, mask, eps, state0):
     w = _weights(params, config, dtype)
     G = w["W_ipz"].shape[1]  # 3H (GRU) or 4H (LSTM)
     px2 = px.reshape(T * B, F)
-    ax_enc = (px2 @ w["W_enc0x"] + params["enc.l0.b"]).reshape(T, B, F)  # encoder layer 0, phi_x side
-    ax_cell = (px2 @ w["W_ipx"] + w["b_i"]).reshape(T, B, G)  # recurrence, phi_x side
+    ax_enc = (matmul(px2, w["W_enc0x"]) + params["enc.l0.b"]).reshape(T, B, F)  # encoder layer 0, phi_x side
+    ax_cell = (matmul(px2, w["W_ipx"]) + w["b_i"]).reshape(T, B, G)  # recurrence, phi_x side
     Hc = H if is_lstm else 0  # the cell state c exists only for the LSTM (zero-width arrays otherwise)
     h0 = np.ascontiguousarray(state0[0])
     c0 = np.ascontiguousarray(state0[1]) if is_lstm else np.zeros((B, 0), dtype)
@@ -100,13 +101,13 @@ def _input_and_weight_grads(config, px, w, s, d):
     grads = {}
 
     def linear(name, inputs, dout):
-        grads[f"{name}.W"], grads[f"{name}.b"] = rows(inputs).T @ rows(dout), rows(dout).sum(axis=0)
+        grads[f"{name}.W"], grads[f"{name}.b"] = matmul_tn(rows(inputs), rows(dout)), rows(dout).sum(axis=0)
 
     linear("enc.l0", np.concatenate([px, s["h_prev"]], axis=2), d["enc"][0])  # enc saw [phi_x(x_t), h_{t-1}]
     for l in range(1, L):
         linear(f"enc.l{l}", s["enc_act"][l - 1], d["enc"][l])
     Z = config.z_dim  # the encoder's two heads sat side by side, [mu | sigma]: one product, then split
-    head_W, head_b = rows(s["enc_act"][L - 1]).T @ rows(d["head"]), rows(d["head"]).sum(axis=0)
+    head_W, head_b = matmul_tn(rows(s["enc_act"][L - 1]), rows(d["head"])), rows(d["head"]).sum(axis=0)
     grads["enc.mu.W"], grads["enc.sigma.W"] = np.ascontiguousarray(head_W[:, :Z]), np.ascontiguousarray(head_W[:, Z:])
     grads["enc.mu.b"], grads["enc.sigma.b"] = head_b[:Z], head_b[Z:]
     linear("phi_z.l0", s["z"], d["pz"][0])
@@ -115,9 +116,10 @@ def _input_and_weight_grads(config, px, w, s, d):
     cell_in = rows(np.concatenate([px, s["pz_act"][L - 1]], axis=2))  # the cell saw [phi_x(x_t), phi_z(z_t)]
     da_i, da_h = rows(d["a_i"]), rows(d["a_h"])
     module = lstm if config.cell == "lstm" else gru
-    cell = module.unpack(cell_in.T @ da_i, rows(s["h_prev"]).T @ da_h, da_i.sum(axis=0), da_h.sum(axis=0))
+    cell = module.unpack(matmul_tn(cell_in, da_i), matmul_tn(rows(s["h_prev"]), da_h), da_i.sum(axis=0),
+                         da_h.sum(axis=0))
     grads.update({f"{config.cell}.{k}": v for k, v in cell.items()})
-    dpx = rows(d["enc"][0]) @ w["W_enc0x"].T + da_i @ w["W_ipx"].T  # (N, F): phi_x fed encoder and cell
+    dpx = matmul(rows(d["enc"][0]), w["W_enc0x"].T) + matmul(da_i, w["W_ipx"].T)  # (N, F): phi_x fed both
     return dpx.reshape(T, B, F), grads
 
 

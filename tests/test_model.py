@@ -177,12 +177,15 @@ def test_chain_kernels_match_the_python_loop(cell, n_layers):
 
 
 def test_results_do_not_depend_on_the_thread_count(monkeypatch):
-    """The batch is split into one chunk per thread; each sequence's arithmetic is the same either way."""
+    """The batch is split into one chunk per thread, and the products over all T*B rows into one block of rows
+    per thread; each sequence's arithmetic is the same either way (up to the order of the weight-gradient sum)."""
     import numba
 
     import minivrnn.chain
+    import minivrnn.ops.matmul
 
     monkeypatch.setattr(minivrnn.chain, "PARALLEL_MIN_WORK", 0)  # split even this small batch
+    monkeypatch.setattr(minivrnn.ops.matmul, "PARALLEL_MIN_WORK", 0)  # and even these small products
     assert numba.config.NUMBA_NUM_THREADS >= 2, "needs a machine with two or more cores"
     config = _small("vrnn-gmm", "gru")
     params = init_params(config, seed=9)

@@ -7,6 +7,7 @@ import numpy as np
 
 from .._validate import check_arrays, check_like
 from .activations import relu_backward, relu_forward
+from .matmul import matmul, matmul_tn
 
 
 def init_linear(rng, n_in, n_out, dtype=np.float64):
@@ -23,7 +24,7 @@ def linear_forward(params, x):
     W, b = params["W"], params["b"]
     check_arrays(x=(x, "... I"), W=(W, "I O"), b=(b, "O"))
     x2 = x.reshape(-1, x.shape[-1])  # (N, in), N the product of the leading axes: one matrix product
-    y = (x2 @ W + b).reshape(x.shape[:-1] + (W.shape[1],))  # (..., out)
+    y = (matmul(x2, W) + b).reshape(x.shape[:-1] + (W.shape[1],))  # (..., out)
     return y, (x, W)
 
 
@@ -33,8 +34,8 @@ def linear_backward(dy, cache):
     check_like("dy", dy, x.shape[:-1] + W.shape[1:], x.dtype, "... O")  # y is (..., out)
     x2 = x.reshape(-1, x.shape[-1])  # (N, in)
     dy2 = dy.reshape(-1, dy.shape[-1])  # (N, out)
-    dx = (dy2 @ W.T).reshape(x.shape)  # (..., in)
-    return dx, {"W": x2.T @ dy2, "b": dy2.sum(axis=0)}
+    dx = matmul(dy2, W.T).reshape(x.shape)  # (..., in)
+    return dx, {"W": matmul_tn(x2, dy2), "b": dy2.sum(axis=0)}
 
 
 def init_mlp(rng, n_in, widths, dtype=np.float64):

@@ -1,0 +1,41 @@
+"""The row-split products equal NumPy's @ (the kernels run their chunks in parallel; the answer must not care)."""
+import numba
+import numpy as np
+import pytest
+
+from minivrnn.ops import matmul as mm
+
+
+@pytest.mark.parametrize("n_chunks", [1, 2, 3])
+@pytest.mark.parametrize("N", [1, 5, 64])
+def test_row_blocks_equal_one_product(rng, N, n_chunks):
+    a, b = rng.normal(size=(N, 7)), rng.normal(size=(7, 4))
+    out = np.empty((N, 4))
+    mm._rows_kernel(a, b, out, min(n_chunks, N))
+    np.testing.assert_allclose(out, a @ b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_chunks", [1, 2, 3])
+@pytest.mark.parametrize("N", [1, 5, 64])
+def test_partial_sums_add_up_to_the_transposed_product(rng, N, n_chunks):
+    a, b = rng.normal(size=(N, 7)), rng.normal(size=(N, 4))
+    n_chunks = min(n_chunks, N)
+    partial = np.empty((n_chunks, 7, 4))
+    mm._tn_kernel(a, b, partial, n_chunks)
+    np.testing.assert_allclose(partial.sum(axis=0), a.T @ b, rtol=1e-10, atol=1e-12)
+    last = slice((n_chunks - 1) * N // n_chunks, N)  # chunk c holds rows c*N//n up to (c+1)*N//n
+    np.testing.assert_allclose(partial[-1], a[last].T @ b[last], rtol=1e-10, atol=1e-12)
+
+
+def test_big_products_split_over_the_threads_and_agree(rng, monkeypatch):
+    monkeypatch.setattr(mm, "PARALLEL_MIN_WORK", 1)  # every product splits (with at least two threads)
+    assert mm._n_chunks(100, 10**9) == min(100, numba.get_num_threads())
+    a, b, c = rng.normal(size=(50, 6)), rng.normal(size=(6, 3)), rng.normal(size=(50, 3))
+    np.testing.assert_allclose(mm.matmul(a, b), a @ b, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(mm.matmul_tn(a, c), a.T @ c, rtol=1e-10, atol=1e-12)
+    f32 = mm.matmul(a.astype(np.float32), b.astype(np.float32))
+    assert f32.dtype == np.float32
+
+
+def test_small_products_stay_one_call():
+    assert mm._n_chunks(800, mm.PARALLEL_MIN_WORK - 1) == 1
