@@ -3,6 +3,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from numba import njit
+from scipy.special import expit
 
 from minivrnn.gradcheck import gradcheck
 from minivrnn.ops import activations as act
@@ -110,3 +112,29 @@ def test_logsumexp_is_finite_bounded_and_shift_equivariant(a, c):
     assert np.all(np.isfinite(lse)) and lse.shape == a.shape[:1]
     assert np.all(lse >= a.max(axis=-1)) and np.all(lse <= a.max(axis=-1) + np.log(a.shape[-1]) + 1e-9)
     np.testing.assert_allclose(act.logsumexp_forward(a + c)[0], lse + c, rtol=1e-9, atol=1e-9)
+
+
+@njit
+def _apply_scalar_helpers(a, tanh_out, log1p_out, softplus_out, slope_out):
+    one = a.dtype.type(1.0)
+    for i in range(a.size):
+        tanh_out[i] = act._tanh(a[i], one)
+        log1p_out[i] = act._log1p(abs(a[i]), one)
+        softplus_out[i], slope_out[i] = act._softplus(a[i], one)
+
+
+@pytest.mark.parametrize("dtype, ulps", [(np.float64, 4), (np.float32, 4)])
+def test_scalar_helpers_match_the_library_functions_to_a_few_ulps(dtype, ulps):
+    # Every scale from subnormal-adjacent to saturated, both signs, and the branch point of _tanh (0.35).
+    rng = np.random.default_rng(5)
+    scales = [1e-30, 1e-8, 1e-3, 0.1, 0.35, 1.0, 5.0, 30.0, 1e4]
+    a = np.concatenate([rng.normal(size=200) * s for s in scales] + [[0.0, -0.0, 0.35, -0.35, 0.3499]])
+    a = a.astype(dtype)
+    outs = [np.empty_like(a) for _ in range(4)]
+    _apply_scalar_helpers(a, *outs)
+    expected = [np.tanh(a), np.log1p(np.abs(a)), np.logaddexp(0, a), expit(a.astype(np.float64))]
+    tiny = np.finfo(dtype).tiny
+    for name, got, want in zip(["tanh", "log1p", "softplus", "sigmoid"], outs, expected):
+        want = want.astype(dtype)
+        rel = np.abs(got.astype(np.float64) - want) / np.maximum(np.abs(want.astype(np.float64)), tiny)
+        assert rel.max() <= ulps * np.finfo(dtype).eps, (name, a[np.argmax(rel)], rel.max())
