@@ -129,7 +129,8 @@ def profile_text(shape, repeats, top=14):
     rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]
     for (path, line, func), (_, calls, own, _, _) in rows:
         where = f"{os.path.basename(path)}:{line}({func})" if line else func
-        out.write(f"  {100 * own / total:5.1f} %  {1e3 * own / repeats:7.3f} ms  {calls // repeats:4d} calls  {where}\n")
+        out.write(f"  {100 * own / total:5.1f} %  {1e3 * own / repeats:7.3f} ms  {calls // repeats:4d} calls"
+                  f"  {where}\n")
     return out.getvalue().rstrip()
 
 
@@ -210,7 +211,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.worker:
         job = json.loads(args.worker)
-        print(json.dumps(worker(job["side"], job["name"], tuple(job["shape"] or ()), job["threads"], job["repeats"])))
+        shape = tuple(job["shape"] or ())  # () for the matmul-peak worker
+        print(json.dumps(worker(job["side"], job["name"], shape, job["threads"], job["repeats"])))
         return 0
     global NATIVE_BLAS
     NATIVE_BLAS = args.native_blas

@@ -108,7 +108,8 @@ def _input_and_weight_grads(config, px, w, s, d):
         linear(f"enc.l{l}", s["enc_act"][l - 1], d["enc"][l])
     Z = config.z_dim  # the encoder's two heads sat side by side, [mu | sigma]: one product, then split
     head_W, head_b = matmul_tn(rows(s["enc_act"][L - 1]), rows(d["head"])), rows(d["head"]).sum(axis=0)
-    grads["enc.mu.W"], grads["enc.sigma.W"] = np.ascontiguousarray(head_W[:, :Z]), np.ascontiguousarray(head_W[:, Z:])
+    grads["enc.mu.W"], grads["enc.sigma.W"] = (np.ascontiguousarray(head_W[:, :Z]),
+                                               np.ascontiguousarray(head_W[:, Z:]))
     grads["enc.mu.b"], grads["enc.sigma.b"] = head_b[:Z], head_b[Z:]
     linear("phi_z.l0", s["z"], d["pz"][0])
     for l in range(1, L):
@@ -139,8 +140,9 @@ def _weights(params, config, dtype):
         "W_enc0x": W_enc0[:F], "W_hcat": np.ascontiguousarray(np.concatenate([W_enc0[F:], W_h], axis=1)),
         "b_h": b_h, "b_i": b_i, "W_ipx": W_i[:F], "W_ipz": np.ascontiguousarray(W_i[F:]),
         "enc_W": stack("enc"), "enc_b": stack_b("enc"), "z_W": stack("phi_z"), "z_b": stack_b("phi_z"),
-        "W_head": np.concatenate([params["enc.mu.W"], params["enc.sigma.W"]], axis=1),  # (F, 2Z)
-        "b_head": np.concatenate([params["enc.mu.b"], params["enc.sigma.b"]]), "W_z0": params["phi_z.l0.W"], "b_z0": params["phi_z.l0.b"],
+        "W_head": np.concatenate([params["enc.mu.W"], params["enc.sigma.W"]], axis=1),  # (F, 2Z): [mu | sigma]
+        "b_head": np.concatenate([params["enc.mu.b"], params["enc.sigma.b"]]),
+        "W_z0": params["phi_z.l0.W"], "b_z0": params["phi_z.l0.b"],
     }
     for name in ("W_hcat", "W_head", "W_z0", "W_ipz"):
         w[name + "T"] = np.ascontiguousarray(w[name].T)
@@ -222,7 +224,8 @@ def _chain_forward_loop(is_lstm, n_chunks, ax_enc, ax_cell, eps, mask, h0, c0, W
             for i in range(nb):  # mu_z, sigma_z = softplus(.) + sigma_min, z_t = mu_z + sigma_z * eps_t
                 for k in range(Z):
                     mu = a_head[i, k] + b_head[k]
-                    softplus, slope[t, r0 + i, k] = _softplus(a_head[i, Z + k] + b_head[Z + k], one)  # slope: sigmoid
+                    # softplus of the sigma head's pre-activation, and its slope (a sigmoid) for backward
+                    softplus, slope[t, r0 + i, k] = _softplus(a_head[i, Z + k] + b_head[Z + k], one)
                     sigma = softplus + sigma_min
                     q_mu[t, r0 + i, k] = mu
                     q_sigma[t, r0 + i, k] = sigma
