@@ -15,7 +15,7 @@ from . import data as datalib
 from .checkpoint import CheckpointError, load_checkpoint
 from .evaluation import elbo_and_importance
 from .threads import single_threaded_blas
-from .train import DefaultsFormatter, positive
+from .cli import DefaultsFormatter, positive
 
 positive_int = positive(int)
 

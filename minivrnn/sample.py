@@ -11,7 +11,7 @@ import numpy as np
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .sampling import sample
-from .train import DefaultsFormatter
+from .cli import DefaultsFormatter
 
 
 def build_parser():

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from . import data as datalib
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .cli import DefaultsFormatter, non_negative_int, positive
 from .model import MODELS, VRNNConfig, backward, forward, init_params
 from .optim import Adam, clip_by_global_norm
 from .threads import single_threaded_blas
@@ -31,35 +32,6 @@ DEFAULTS = dict(data="speech", model="vrnn-gauss", z_dim=32, h_dim=128, feat_dim
 
 class TrainError(Exception):
     """A problem with the user's request (printed as one line, exit code 2)."""
-
-
-class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows "(default: ...)" where there is a fixed default; options filled in by --tiny say so themselves."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def positive(kind):
-    """An argparse type: a number of ``kind`` that must be > 0 (a bad value is argparse's one-line error)."""
-
-    def parse(text):
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
 
 
 def build_parser():
@@ -119,8 +91,8 @@ def resolve_args(args):
 # Flags a run is started with, stored in its checkpoint so that ``--resume --out RUN`` continues it as it was
 # (the model's sizes come from the checkpoint's config; --out and --resume are the resume request itself).
 RUN_FLAGS = ("tiny", "data", "model", "cell", "z_dim", "h_dim", "feat_dim", "n_layers", "n_mix", "sigma_min",
-             "frame_size", "heldout", "epochs", "batch_size", "max_len", "lr", "clip", "kl_warmup", "patience", "dtype",
-             "seed", "no_plots")
+             "frame_size", "heldout", "epochs", "batch_size", "max_len", "lr", "clip", "kl_warmup", "patience",
+             "dtype", "seed", "no_plots")
 
 
 def explicit_flags(argv):

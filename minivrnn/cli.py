@@ -1,0 +1,31 @@
+"""What the command-line entry points (train, evaluate, sample) share: the help formatter and argparse types."""
+import argparse
+
+
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: ...)" where there is a fixed default; options filled in by --tiny say so themselves."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def positive(kind):
+    """An argparse type: a number of ``kind`` that must be > 0 (a bad value is argparse's one-line error)."""
+
+    def parse(text):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
