@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from .ops import gru, lstm
+from .ops._jit import KERNEL_OPTIONS, kernel
 from .ops.activations import _softplus
 from .ops.matmul import matmul, matmul_tn
 from .ops.gru import _gru_gates_step, _gru_gates_step_backward
@@ -174,7 +175,7 @@ def _n_chunks(B, step_work):
     return max(1, min(B, numba.get_num_threads()))
 
 
-@njit(cache=True)
+@kernel
 def _relu_layer(a, b, out):
     """out = max(a + b, 0) row by row (a is the product already computed)."""
     zero = out.dtype.type(0.0)
@@ -184,7 +185,7 @@ def _relu_layer(a, b, out):
             out[i, j] = v if v > zero else zero
 
 
-@njit(cache=True)
+@kernel
 def _relu_backward(dy, act, out):
     """out = dy where the layer's output was positive, else 0."""
     zero = out.dtype.type(0.0)
@@ -200,6 +201,7 @@ def _chain_forward_loop(is_lstm, n_chunks, ax_enc, ax_cell, eps, mask, h0, c0, W
     L, Z, G = enc_act.shape[0], eps.shape[2], a_h.shape[2]
     one = ax_enc.dtype.type(1.0)
     zero = ax_enc.dtype.type(0.0)
+    b_mu, b_sig = b_head[:Z], b_head[Z:]
     for chunk in prange(n_chunks):
         r0, r1 = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
         nb = r1 - r0
@@ -222,14 +224,17 @@ def _chain_forward_loop(is_lstm, n_chunks, ax_enc, ax_cell, eps, mask, h0, c0, W
                 _relu_layer(a_f, enc_b[l - 1], enc_act[l, t, r0:r1])
             np.dot(enc_act[L - 1, t, r0:r1], W_head, a_head)  # both heads of the encoder
             for i in range(nb):  # mu_z, sigma_z = softplus(.) + sigma_min, z_t = mu_z + sigma_z * eps_t
+                row = r0 + i  # (row views, one per stream: loops over them vectorise)
+                a_mu, a_sig = a_head[i, :Z], a_head[i, Z:]
+                mu, sigma, sl = q_mu[t, row], q_sigma[t, row], slope[t, row]
                 for k in range(Z):
-                    mu = a_head[i, k] + b_head[k]
+                    mu[k] = a_mu[k] + b_mu[k]
                     # softplus of the sigma head's pre-activation, and its slope (a sigmoid) for backward
-                    softplus, slope[t, r0 + i, k] = _softplus(a_head[i, Z + k] + b_head[Z + k], one)
-                    sigma = softplus + sigma_min
-                    q_mu[t, r0 + i, k] = mu
-                    q_sigma[t, r0 + i, k] = sigma
-                    z[t, r0 + i, k] = mu + sigma * eps[t, r0 + i, k]
+                    softplus, sl[k] = _softplus(a_sig[k] + b_sig[k], one)
+                    sigma[k] = softplus + sigma_min
+                zr, er = z[t, row], eps[t, row]
+                for k in range(Z):
+                    zr[k] = mu[k] + sigma[k] * er[k]
             np.dot(z[t, r0:r1], W_z0, a_f)  # phi_z(z_t)
             _relu_layer(a_f, b_z0, pz_act[0, t, r0:r1])
             for l in range(1, L):
@@ -237,9 +242,10 @@ def _chain_forward_loop(is_lstm, n_chunks, ax_enc, ax_cell, eps, mask, h0, c0, W
                 _relu_layer(a_f, z_b[l - 1], pz_act[l, t, r0:r1])
             np.dot(pz_act[L - 1, t, r0:r1], W_ipz, a_i)  # the recurrence's input side, eq. (6)
             for i in range(nb):
+                ai, ax, ah, ah_part = a_i[i], ax_cell[t, r0 + i], a_h[t, r0 + i], ah_cat[i, F:]
                 for j in range(G):
-                    a_i[i, j] += ax_cell[t, r0 + i, j]
-                    a_h[t, r0 + i, j] = ah_cat[i, F + j] + b_h[j]
+                    ai[j] += ax[j]
+                    ah[j] = ah_part[j] + b_h[j]
             if is_lstm:
                 _lstm_gates_step(a_i, a_h[t, r0:r1], c, gates[t, r0:r1], tanh_c[t, r0:r1], c_new, h_new)
                 _masked_update(mask[t, r0:r1], c_new, c, c_new)  # padded steps keep c_{t-1}
@@ -321,7 +327,7 @@ def _compiled(loop, parallel):
     name = f"{loop.__name__}_{'parallel' if parallel else 'serial'}"
     copy = types.FunctionType(loop.__code__, loop.__globals__, name)
     copy.__qualname__ = name
-    return njit(cache=True, parallel=parallel)(copy)
+    return njit(parallel=parallel, **KERNEL_OPTIONS)(copy)
 
 
 # Indexed by "more than one chunk?": the parallel versions compile only when a big model first needs them.

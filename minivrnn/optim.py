@@ -2,7 +2,9 @@
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit
+
+from .ops._jit import kernel
+
 
 
 @dataclass
@@ -57,7 +59,7 @@ def clip_by_global_norm(grads, max_norm):
     return {k: (g * scale).astype(g.dtype) for k, g in grads.items()}, norm
 
 
-@njit(cache=True)
+@kernel
 def _adam_kernel(p, g, m, v, lr, beta1, beta2, eps, correction1, correction2):
     """Adam on flat arrays, one pass per element (float32 stays float32: the constants take p's dtype):
         m = beta1 m + (1 - beta1) g,   v = beta2 v + (1 - beta2) g^2,
@@ -71,7 +73,7 @@ def _adam_kernel(p, g, m, v, lr, beta1, beta2, eps, correction1, correction2):
         p[i] -= step * (m[i] / c1) / (np.sqrt(v[i] / c2) + e)
 
 
-@njit(cache=True)
+@kernel
 def _sum_of_squares(g):
     """sum of g_i^2 for a flat array, accumulated in float64 (a float32 sum of ~1e6 terms loses digits)."""
     total = 0.0

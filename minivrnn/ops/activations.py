@@ -4,9 +4,10 @@ softplus gives every standard deviation in the model (sigma = softplus(a) + sigm
 log-softmax give the mixture weights of the GMM output (reference/equations.md, "Closed forms").
 """
 import numpy as np
-from numba import njit
 
+from . import vecmath
 from .._validate import check_arrays, check_like
+from ._jit import kernel, scalar_helper
 
 
 def relu_forward(a):
@@ -94,55 +95,47 @@ def log_softmax_backward(dy, cache):
 
 
 # --- scalar helpers, shared by every kernel that needs them (the recurrences, the chain) ----------------
-# Numba calls libm one element at a time (no vectorised exp without fastmath). exp and log cost ~2 ns in
-# float32, log1p ~10 ns and tanh ~15-20 ns, so the helpers below are written with exp and log alone, to within
-# a few units in the last place of the library functions (tests/ops/test_activations.py holds them to it).
+# Each is branch-free arithmetic on vecmath's exp, expm1 and log1p, so a loop over them vectorises (a libm
+# call per element costs 2-9 ns; these cost well under 1 ns). tests/ops/test_activations.py holds them to a
+# few units in the last place of NumPy's functions.
 
 
-@njit(cache=True)
+@scalar_helper
 def _sigmoid(a, one):
     """1 / (1 + exp(-a)) of a scalar without overflow (exp(-|a|) is in (0, 1]); ``one`` is 1 in a's dtype."""
-    e = np.exp(-abs(a))
-    return one / (one + e) if a >= 0 else e / (one + e)
+    e = vecmath.exp(-abs(a))
+    d = one / (one + e)
+    return d if a >= 0 else e * d
 
 
-@njit(cache=True)
+@scalar_helper
 def _tanh(a, one):
-    """tanh(a) = sign(a) (1 - e) / (1 + e) with e = exp(-2|a|); near 0, where 1 - e would cancel, the
-    numerator is -expm1(-2|a|) instead."""
+    """tanh(a) = sign(a) (1 - e) / (1 + e) with e = exp(-2|a|), the numerator taken as -expm1(-2|a|) so that
+    it keeps its precision near 0."""
     two = one + one
-    x = abs(a)
-    if x < 0.35:  # 1 - e < 0.5: take it from expm1, exactly
-        em = np.expm1(-two * x)
-        t = -em / (two + em)
-    else:
-        e = np.exp(-two * x)
-        t = (one - e) / (one + e)
-    return t if a >= 0 else -t
+    em = vecmath.expm1(-two * abs(a))  # in (-1, 0]
+    return np.copysign(-em / (two + em), a)
 
 
-@njit(cache=True)
+@scalar_helper
 def _log1p(e, one):
-    """log(1 + e) for e >= 0 from one log: log(u) * e / (u - 1) with u = 1 + e corrects the rounding of u
-    (Goldberg, 1991, Theorem 4), so small e keep their relative precision."""
-    u = one + e
-    if u == one:
-        return e
-    return np.log(u) * (e / (u - one))
+    """log(1 + e) for e >= 0 (vecmath.log1p: small e keep their relative precision)."""
+    return vecmath.log1p(e)
 
 
-@njit(cache=True)
+@scalar_helper
 def _softplus(a, one):
     """(softplus(a), sigmoid(a)) of a scalar, sharing one e = exp(-|a|): max(a, 0) + log(1 + e)."""
-    e = np.exp(-abs(a))  # in (0, 1]: never overflows
-    y = max(a, one - one) + _log1p(e, one)
-    return y, (one / (one + e) if a >= 0 else e / (one + e))
+    e = vecmath.exp(-abs(a))  # in (0, 1]: never overflows
+    y = max(a, one - one) + vecmath.log1p(e)
+    d = one / (one + e)
+    return y, (d if a >= 0 else e * d)
 
 
 # --- array kernels -------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@kernel
 def _softplus_kernel(a, y, slope):
     """y = softplus(a), slope = sigmoid(a) (1-D arrays)."""
     one = a.dtype.type(1.0)
@@ -150,14 +143,14 @@ def _softplus_kernel(a, y, slope):
         y[i], slope[i] = _softplus(a[i], one)
 
 
-@njit(cache=True)
+@kernel
 def _sigmoid_kernel(a, y):
     one = a.dtype.type(1.0)
     for i in range(a.size):
         y[i] = _sigmoid(a[i], one)
 
 
-@njit(cache=True)
+@kernel
 def _logsumexp_kernel(a, out):
     """out[n] = log sum_k exp(a[n, k]) for a of shape (N, K), shifting by the row maximum."""
     for n in range(a.shape[0]):

@@ -6,9 +6,9 @@
 not floored again here. The per-row helper ``_gaussian_row`` is shared with the mixture in gmm.py.
 """
 import numpy as np
-from numba import njit
 
 from .._validate import check_arrays, check_like
+from ._jit import kernel
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -46,7 +46,7 @@ def gaussian_logpdf_backward(dlogp, cache):
     return dx, dmu, dsigma
 
 
-@njit(cache=True)
+@kernel
 def _gaussian_row(x, mu, sigma):
     """log N(x; mu, diag(sigma^2)) of one row: 1-D arrays of D values -> a scalar of their dtype."""
     log_2pi, two, half = x.dtype.type(LOG_2PI), x.dtype.type(2.0), x.dtype.type(0.5)
@@ -57,7 +57,7 @@ def _gaussian_row(x, mu, sigma):
     return -half * total
 
 
-@njit(cache=True)
+@kernel
 def _gaussian_logpdf_kernel(x, mu, sigma, logp):
     """logp[n] = log N(x[n]; mu[n], sigma[n]) for arrays of shape (N, D) -> (N,)."""
     for n in range(x.shape[0]):

@@ -6,9 +6,9 @@
 keeps the weights pi and the responsibilities r_k = pi_k N_k / p(x), which are all the backward needs.
 """
 import numpy as np
-from numba import njit
 
 from .._validate import check_arrays, check_like
+from ._jit import kernel
 from .gaussian import _gaussian_row, gaussian_logpdf_backward
 
 
@@ -50,7 +50,7 @@ def gmm_logpdf_backward(dlogp, cache):
     return dx, dlogits, dmu, dsigma
 
 
-@njit(cache=True)
+@kernel
 def _logsumexp_row(a):
     """log sum_k exp(a_k) of a 1-D array, shifted by its maximum."""
     m = a.max()
@@ -62,7 +62,7 @@ def _logsumexp_row(a):
     return m + np.log(s)
 
 
-@njit(cache=True)
+@kernel
 def _gmm_logpdf_kernel(x, logits, mu, sigma, logp, w, r):
     """Row by row: a_k = log pi_k + log N(x; mu_k, sigma_k), logp = logsumexp(a), r = exp(a - logp).
 

@@ -14,9 +14,9 @@ weight gradient is one product over all T*B rows. ``_gru_gates_step`` and ``_gru
 hold the per-step arithmetic, so that a fused model kernel can call them too.
 """
 import numpy as np
-from numba import njit
 
 from .._validate import check_arrays, check_like
+from ._jit import kernel
 from .activations import _sigmoid, _tanh
 from .recurrent import (
     _masked_update,
@@ -115,21 +115,26 @@ def gru_sequence_backward(dhs, cache):
 # ------------------------------------------------------------------------------------------ Numba kernels
 
 
-@njit(cache=True)
+@kernel
 def _gru_gates_step(a_i, a_h, h, gates, h_new):
-    """GRU convention from the pre-activations a_i, a_h (B, 3H): writes gates = [r | u | n] and h_new."""
+    """GRU convention from the pre-activations a_i, a_h (B, 3H): writes gates = [r | u | n] and h_new.
+    Each row is three passes over contiguous runs (r and u together, then n, then h'), so that LLVM
+    vectorises each pass (one loop reading all seven streams at once does not)."""
     B, H = h.shape
     one = h.dtype.type(1.0)
     for b in range(B):
-        for j in range(H):
-            r = _sigmoid(a_i[b, j] + a_h[b, j], one)
-            u = _sigmoid(a_i[b, H + j] + a_h[b, H + j], one)
-            n = _tanh(a_i[b, 2 * H + j] + r * a_h[b, 2 * H + j], one)
-            h_new[b, j] = (one - u) * n + u * h[b, j]
-            gates[b, j], gates[b, H + j], gates[b, 2 * H + j] = r, u, n
+        ai, ah, hb, hn = a_i[b], a_h[b], h[b], h_new[b]
+        ru, r, u, n = gates[b, :2 * H], gates[b, :H], gates[b, H:2 * H], gates[b, 2 * H:]
+        for j in range(2 * H):  # r and u
+            ru[j] = _sigmoid(ai[j] + ah[j], one)
+        ai_n, ah_n = ai[2 * H:], ah[2 * H:]  # (separate views: with offsets into one row, LLVM gives up)
+        for j in range(H):  # n = tanh(a_i[n] + r * a_h[n])
+            n[j] = _tanh(ai_n[j] + r[j] * ah_n[j], one)
+        for j in range(H):  # h' = (1 - u) * n + u * h
+            hn[j] = (one - u[j]) * n[j] + u[j] * hb[j]
 
 
-@njit(cache=True)
+@kernel
 def _gru_gates_step_backward(dh_new, a_h, h, gates, da_i, da_h, dh):
     """Backward of _gru_gates_step, line by line in reverse: writes da_i, da_h (B, 3H) and dh = dh_new * u
     (the direct path only; the caller adds da_h @ W_h.T)."""
@@ -151,7 +156,7 @@ def _gru_gates_step_backward(dh_new, a_h, h, gates, da_i, da_h, dh):
             da_i[b, j] = da_h[b, j] = da_r
 
 
-@njit(cache=True)
+@kernel
 def _gru_forward_kernel(a_i, h0, W_h, b_h, mask, hs, a_h, gates):
     """The time loop: per step a_h[t] = h_{t-1} @ W_h + b_h, the gates, then the masked update into hs[t]."""
     h = h0
@@ -164,7 +169,7 @@ def _gru_forward_kernel(a_i, h0, W_h, b_h, mask, hs, a_h, gates):
         h = hs[t]
 
 
-@njit(cache=True)
+@kernel
 def _gru_backward_kernel(dhs, mask, h_prev, a_h, gates, W_hT, da_i, da_h, dh):
     """_gru_forward_kernel's loop in reverse. ``dh`` (zeros on entry) carries d loss / d h_t back in time
     and ends as dh0; writes the pre-activation gradients da_i, da_h (T, B, 3H) of every step."""

@@ -8,9 +8,9 @@ which is what we compute: expm1(2 v) >= 2 v holds even after rounding (2 v is ex
 and hence the KL, is >= 0 in float32 too, and it is exactly 0 when q equals p.
 """
 import numpy as np
-from numba import njit
 
 from .._validate import check_arrays, check_like
+from ._jit import kernel
 
 
 def kl_gaussian_forward(mu_q, sigma_q, mu_p, sigma_p):
@@ -45,7 +45,7 @@ def kl_gaussian_backward(dkl, cache):
     return dmu_q, dsigma_q, dmu_p, dsigma_p
 
 
-@njit(cache=True)
+@kernel
 def _kl_gaussian_kernel(mu_q, sigma_q, mu_p, sigma_p, kl):
     """kl[n] = sum_z 0.5 * (expm1(2 v) - 2 v + t^2) for arrays of shape (N, Z) -> (N,)."""
     two, half = mu_q.dtype.type(2.0), mu_q.dtype.type(0.5)

@@ -11,9 +11,9 @@ the input side of a sequence as one product before the time loop, per-step arith
 function of the sum a_i + a_h, so both sides share one pre-activation gradient ``da``.
 """
 import numpy as np
-from numba import njit
 
 from .._validate import check_arrays, check_like
+from ._jit import kernel
 from .activations import _sigmoid, _tanh
 from .recurrent import (
     _masked_update,
@@ -122,25 +122,29 @@ def lstm_sequence_backward(dstates, cache):
 # ------------------------------------------------------------------------------------------ Numba kernels
 
 
-@njit(cache=True)
+@kernel
 def _lstm_gates_step(a_i, a_h, c, gates, tanh_c, c_new, h_new):
     """LSTM convention from the pre-activation a_i + a_h (B, 4H): writes gates = [i | f | g | o],
-    tanh_c = tanh(c_new), c_new and h_new."""
+    tanh_c = tanh(c_new), c_new and h_new. Each row is passes over contiguous runs, so that each
+    vectorises."""
     B, H = c.shape
     one = c.dtype.type(1.0)
     for b in range(B):
-        for j in range(H):
-            i = _sigmoid(a_i[b, j] + a_h[b, j], one)
-            f = _sigmoid(a_i[b, H + j] + a_h[b, H + j], one)
-            g = _tanh(a_i[b, 2 * H + j] + a_h[b, 2 * H + j], one)
-            o = _sigmoid(a_i[b, 3 * H + j] + a_h[b, 3 * H + j], one)
-            c_new[b, j] = f * c[b, j] + i * g
-            tanh_c[b, j] = _tanh(c_new[b, j], one)
-            h_new[b, j] = o * tanh_c[b, j]
-            gates[b, j], gates[b, H + j], gates[b, 2 * H + j], gates[b, 3 * H + j] = i, f, g, o
+        ai, ah, gt, cb, tc, cn, hn = a_i[b], a_h[b], gates[b], c[b], tanh_c[b], c_new[b], h_new[b]
+        for j in range(2 * H):  # i and f
+            gt[j] = _sigmoid(ai[j] + ah[j], one)
+        for j in range(2 * H, 3 * H):  # g
+            gt[j] = _tanh(ai[j] + ah[j], one)
+        for j in range(3 * H, 4 * H):  # o
+            gt[j] = _sigmoid(ai[j] + ah[j], one)
+        i, f, g, o = gt[:H], gt[H:2 * H], gt[2 * H:3 * H], gt[3 * H:]  # separate views vectorise
+        for j in range(H):  # c' = f * c + i * g, h' = o * tanh(c')
+            cn[j] = f[j] * cb[j] + i[j] * g[j]
+            tc[j] = _tanh(cn[j], one)
+            hn[j] = o[j] * tc[j]
 
 
-@njit(cache=True)
+@kernel
 def _lstm_gates_step_backward(dh_new, dc_new, c, gates, tanh_c, da, dc):
     """Backward of _lstm_gates_step, line by line in reverse: writes da (B, 4H), the gradient of the
     pre-activation a_i + a_h, and dc = d loss / d c (the caller adds da @ W_h.T to get dh)."""
@@ -161,7 +165,7 @@ def _lstm_gates_step_backward(dh_new, dc_new, c, gates, tanh_c, da, dc):
             da[b, j] = di * i * (one - i)  # i = sigmoid(a_i)
 
 
-@njit(cache=True)
+@kernel
 def _lstm_forward_kernel(a_i, h0, c0, W_h, mask, hs, cs, gates, tanh_c):
     """The time loop: per step a_h = h_{t-1} @ W_h, the gates, then the masked update into hs[t], cs[t]."""
     h, c = h0, c0
@@ -175,7 +179,7 @@ def _lstm_forward_kernel(a_i, h0, c0, W_h, mask, hs, cs, gates, tanh_c):
         h, c = hs[t], cs[t]
 
 
-@njit(cache=True)
+@kernel
 def _lstm_backward_kernel(dhs, dcs, mask, c_prev, gates, tanh_c, W_hT, da, dh, dc):
     """_lstm_forward_kernel's loop in reverse. ``dh``, ``dc`` (zeros on entry) carry the gradients of the
     state back in time and end as dh0, dc0; writes da (T, B, 4H), every step's pre-activation gradient."""

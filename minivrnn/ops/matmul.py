@@ -10,6 +10,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ._jit import KERNEL_OPTIONS
+
+
 # Multiply-adds below which a product stays one BLAS call. A second thread already pays from ~1e6 (800 rows
 # by 64 by 32), but the parallel kernels take seconds to compile: kept above the tiny model's largest product
 # (5e6), a newcomer's first `--tiny` run never compiles them; speech-sized products (2e7 and up) split.
@@ -46,7 +49,7 @@ def _n_chunks(rows, work):
     return max(1, min(rows, numba.get_num_threads()))
 
 
-@njit(cache=True, parallel=True)
+@njit(parallel=True, **KERNEL_OPTIONS)
 def _rows_kernel(a, b, out, n_chunks):
     """out[rows of chunk c] = a[rows of chunk c] @ b, the chunks in parallel."""
     N = a.shape[0]
@@ -55,7 +58,7 @@ def _rows_kernel(a, b, out, n_chunks):
         np.dot(a[r0:r1], b, out[r0:r1])
 
 
-@njit(cache=True, parallel=True)
+@njit(parallel=True, **KERNEL_OPTIONS)
 def _tn_kernel(a, b, partial, n_chunks):
     """partial[c] = a[rows of chunk c].T @ b[rows of chunk c], the chunks in parallel."""
     N = a.shape[0]

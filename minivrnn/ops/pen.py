@@ -12,9 +12,9 @@ the forward and one for the backward, written as scalar code so that the backwar
 import math
 
 import numpy as np
-from numba import njit
 
 from .._validate import check_arrays, check_like
+from ._jit import kernel
 from .activations import (
     log_softmax_backward,
     log_softmax_forward,
@@ -105,7 +105,7 @@ def _bivariate_normal_backward(dlog_n, cache):
             drho.reshape(lead + (K,)))
 
 
-@njit(cache=True)
+@kernel
 def _bivariate_normal_kernel(xy, mu, sigma, rho, log_n, uv, omr, zq):
     """log_n[n, k] = log N2(xy[n]; mu[n, k], sigma[n, k], rho[n, k]) (equations.md, "Pen-stroke output").
 
@@ -123,7 +123,7 @@ def _bivariate_normal_kernel(xy, mu, sigma, rho, log_n, uv, omr, zq):
             uv[n, k, 0], uv[n, k, 1], omr[n, k], zq[n, k] = u, v, c, q
 
 
-@njit(cache=True)
+@kernel
 def _bivariate_normal_backward_kernel(dlog_n, sigma, rho, uv, omr, zq, dxy, dmu, dsigma, drho):
     """The forward kernel's lines in reverse; xy is shared by the K components, so dxy sums over k."""
     zero, half, two = rho.dtype.type(0.0), rho.dtype.type(0.5), rho.dtype.type(2.0)

@@ -4,7 +4,9 @@ Each recurrence names its weights ``W_i<gate>`` (in, H), ``W_h<gate>`` (H, H), `
 and packs them side by side, gates in PyTorch's order, so that one product computes every gate at once.
 """
 import numpy as np
-from numba import njit
+
+from ._jit import kernel
+
 
 PARTS = ("W_i", "W_h", "b_i", "b_h")
 
@@ -40,7 +42,7 @@ def gate_param_specs(params, gates):
     return {k: (params[k], {"W_i": "I H", "W_h": "H H"}.get(k[:3], "H")) for k in gate_keys(gates)}
 
 
-@njit(cache=True)
+@kernel
 def _masked_update(m, new, old, out):
     """out = m * new + (1 - m) * old, row b weighted by m[b] in {0, 1}: a padded row keeps ``old`` exactly."""
     one = out.dtype.type(1.0)
@@ -49,7 +51,7 @@ def _masked_update(m, new, old, out):
             out[b, j] = m[b] * new[b, j] + (one - m[b]) * old[b, j]
 
 
-@njit(cache=True)
+@kernel
 def _masked_update_backward(m, dout, dnew, dold):
     """Backward of _masked_update: dnew = m * dout, dold = (1 - m) * dout."""
     one = dout.dtype.type(1.0)
