@@ -27,7 +27,7 @@ from numba import njit, prange
 from .ops import gru, lstm
 from .ops._jit import KERNEL_OPTIONS, kernel
 from .ops.activations import _softplus
-from .ops.matmul import matmul, matmul_tn
+from .ops.matmul import matmul, matmul_tn, sum_rows
 from .ops.gru import _gru_gates_step, _gru_gates_step_backward
 from .ops.lstm import _lstm_gates_step, _lstm_gates_step_backward
 from .ops.recurrent import _masked_update, _masked_update_backward
@@ -102,13 +102,13 @@ def _input_and_weight_grads(config, px, w, s, d):
     grads = {}
 
     def linear(name, inputs, dout):
-        grads[f"{name}.W"], grads[f"{name}.b"] = matmul_tn(rows(inputs), rows(dout)), rows(dout).sum(axis=0)
+        grads[f"{name}.W"], grads[f"{name}.b"] = matmul_tn(rows(inputs), rows(dout)), sum_rows(rows(dout))
 
     linear("enc.l0", np.concatenate([px, s["h_prev"]], axis=2), d["enc"][0])  # enc saw [phi_x(x_t), h_{t-1}]
     for l in range(1, L):
         linear(f"enc.l{l}", s["enc_act"][l - 1], d["enc"][l])
     Z = config.z_dim  # the encoder's two heads sat side by side, [mu | sigma]: one product, then split
-    head_W, head_b = matmul_tn(rows(s["enc_act"][L - 1]), rows(d["head"])), rows(d["head"]).sum(axis=0)
+    head_W, head_b = matmul_tn(rows(s["enc_act"][L - 1]), rows(d["head"])), sum_rows(rows(d["head"]))
     grads["enc.mu.W"], grads["enc.sigma.W"] = (np.ascontiguousarray(head_W[:, :Z]),
                                                np.ascontiguousarray(head_W[:, Z:]))
     grads["enc.mu.b"], grads["enc.sigma.b"] = head_b[:Z], head_b[Z:]
@@ -118,8 +118,8 @@ def _input_and_weight_grads(config, px, w, s, d):
     cell_in = rows(np.concatenate([px, s["pz_act"][L - 1]], axis=2))  # the cell saw [phi_x(x_t), phi_z(z_t)]
     da_i, da_h = rows(d["a_i"]), rows(d["a_h"])
     module = lstm if config.cell == "lstm" else gru
-    cell = module.unpack(matmul_tn(cell_in, da_i), matmul_tn(rows(s["h_prev"]), da_h), da_i.sum(axis=0),
-                         da_h.sum(axis=0))
+    cell = module.unpack(matmul_tn(cell_in, da_i), matmul_tn(rows(s["h_prev"]), da_h), sum_rows(da_i),
+                         sum_rows(da_h))
     grads.update({f"{config.cell}.{k}": v for k, v in cell.items()})
     dpx = matmul(rows(d["enc"][0]), w["W_enc0x"].T) + matmul(da_i, w["W_ipx"].T)  # (N, F): phi_x fed both
     return dpx.reshape(T, B, F), grads

@@ -75,8 +75,19 @@ def _adam_kernel(p, g, m, v, lr, beta1, beta2, eps, correction1, correction2):
 
 @kernel
 def _sum_of_squares(g):
-    """sum of g_i^2 for a flat array, accumulated in float64 (a float32 sum of ~1e6 terms loses digits)."""
+    """sum of g_i^2 for a flat array, accumulated in float64 (a float32 sum of ~1e6 terms loses digits), in
+    LANES interleaved partial sums (a single running sum is one long chain of dependent additions)."""
+    partial = np.zeros(LANES)
+    n = g.size - g.size % LANES
+    for i in range(0, n, LANES):
+        for k in range(LANES):
+            partial[k] += np.float64(g[i + k]) * np.float64(g[i + k])
     total = 0.0
-    for i in range(g.size):
+    for i in range(n, g.size):
         total += np.float64(g[i]) * np.float64(g[i])
+    for k in range(LANES):
+        total += partial[k]
     return total
+
+
+LANES = 16

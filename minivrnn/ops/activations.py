@@ -20,8 +20,10 @@ def relu_forward(a):
 def relu_backward(dy, cache):
     y = cache
     check_like("dy", dy, y.shape, y.dtype, "...")
-    positive = y > 0
-    return dy * positive
+    da = np.empty(y.shape, y.dtype)  # dy where y > 0, else 0
+    _relu_backward_kernel(np.ascontiguousarray(dy).reshape(-1), np.ascontiguousarray(y).reshape(-1),
+                          da.reshape(-1))
+    return da
 
 
 def tanh_forward(a):
@@ -141,6 +143,14 @@ def _softplus_kernel(a, y, slope):
     one = a.dtype.type(1.0)
     for i in range(a.size):
         y[i], slope[i] = _softplus(a[i], one)
+
+
+@kernel
+def _relu_backward_kernel(dy, y, da):
+    """da = dy where y > 0, else 0 (1-D arrays); NaN in y gives 0, as y > 0 is false."""
+    zero = y.dtype.type(0.0)
+    for i in range(y.size):
+        da[i] = dy[i] if y[i] > zero else zero
 
 
 @kernel

@@ -7,6 +7,7 @@ not floored again here. The per-row helper ``_gaussian_row`` is shared with the 
 """
 import numpy as np
 
+from . import vecmath
 from .._validate import check_arrays, check_like
 from ._jit import kernel
 
@@ -17,23 +18,28 @@ def gaussian_logpdf_forward(x, mu, sigma):
     """log N(x; mu, diag(sigma^2)), summed over the last axis: (..., D) x3 -> (...); returns (logp, cache)."""
     check_arrays(x=(x, "... D"), mu=(mu, "... D"), sigma=(sigma, "... D"))
     D = x.shape[-1]
-    logp = np.empty(x.shape[:-1], dtype=x.dtype)  # (...) C order, so reshape(-1) is a view
-    _gaussian_logpdf_kernel(
-        np.ascontiguousarray(x).reshape(-1, D),  # (N, D), N the product of the leading axes
-        np.ascontiguousarray(mu).reshape(-1, D),  # (N, D)
-        np.ascontiguousarray(sigma).reshape(-1, D),  # (N, D)
-        logp.reshape(-1),  # (N,)
-    )
-    return logp, (x, mu, sigma)
+    rows = [np.ascontiguousarray(a).reshape(-1, D) for a in (x, mu, sigma)]  # 3 x (N, D)
+    terms = np.empty_like(rows[0])  # 2 log sigma_d + u_d^2, one vectorised pass; then NumPy's pairwise sum
+    _gaussian_terms_kernel(*rows, terms)
+    logp = x.dtype.type(-0.5) * (terms.sum(axis=1) + x.dtype.type(D * LOG_2PI))
+    return logp.reshape(x.shape[:-1]), (x, mu, sigma)
 
 
 def gaussian_logpdf_backward(dlogp, cache):
     """Backward of gaussian_logpdf_forward: returns (dx, dmu, dsigma).
 
-    Plain NumPy with broadcasting, so gmm.py reuses it for all K components at once (x of shape (..., 1, D)).
+    gmm.py reuses it for all K components at once, with x of shape (..., 1, D) broadcast against mu (..., K, D):
+    that case is plain NumPy with broadcasting; same-shape arrays take one compiled pass.
     """
     x, mu, sigma = cache
     check_like("dlogp", dlogp, mu.shape[:-1], mu.dtype, "...")  # mu's, not x's: gmm.py broadcasts x
+    if x.shape == mu.shape == sigma.shape:
+        D = x.shape[-1]
+        rows = [np.ascontiguousarray(a).reshape(-1, D) for a in (x, mu, sigma)]
+        dx, dsigma = np.empty_like(rows[0]), np.empty_like(rows[0])
+        _gaussian_backward_kernel(np.ascontiguousarray(dlogp).reshape(-1), *rows, dx, dsigma)
+        dx, dsigma = dx.reshape(x.shape), dsigma.reshape(x.shape)
+        return dx, -dx, dsigma
     u = (x - mu) / sigma  # (..., D) the standardised residual, recomputed
     # logp = -0.5 * sum_d [log 2pi + 2 log sigma_d + u_d^2]
     dlogp = dlogp[..., None]  # (..., 1): every d receives its row's gradient
@@ -58,7 +64,25 @@ def _gaussian_row(x, mu, sigma):
 
 
 @kernel
-def _gaussian_logpdf_kernel(x, mu, sigma, logp):
-    """logp[n] = log N(x[n]; mu[n], sigma[n]) for arrays of shape (N, D) -> (N,)."""
+def _gaussian_terms_kernel(x, mu, sigma, terms):
+    """terms = 2 log sigma + u^2 element by element, u = (x - mu) / sigma; arrays (N, D)."""
+    two = x.dtype.type(2.0)
     for n in range(x.shape[0]):
-        logp[n] = _gaussian_row(x[n], mu[n], sigma[n])
+        xn, mn, sn, tn = x[n], mu[n], sigma[n], terms[n]
+        for d in range(x.shape[1]):
+            u = (xn[d] - mn[d]) / sn[d]
+            tn[d] = two * vecmath.log(sn[d]) + u * u
+
+
+@kernel
+def _gaussian_backward_kernel(dlogp, x, mu, sigma, dx, dsigma):
+    """gaussian_logpdf_backward for same-shape (N, D) arrays, the NumPy branch's lines fused per element:
+    du = -g u, dx = du / sigma, dsigma = -g / sigma - du u / sigma (g = dlogp[n]; dmu = -dx)."""
+    for n in range(x.shape[0]):
+        g = dlogp[n]
+        xn, mn, sn, dxn, dsn = x[n], mu[n], sigma[n], dx[n], dsigma[n]
+        for d in range(x.shape[1]):
+            u = (xn[d] - mn[d]) / sn[d]
+            du = -g * u
+            dxn[d] = du / sn[d]
+            dsn[d] = -g / sn[d] - du * u / sn[d]

@@ -18,6 +18,7 @@ import numpy as np
 from .._validate import check_arrays, check_like
 from ._jit import kernel
 from .activations import _sigmoid, _tanh
+from .matmul import sum_rows
 from .recurrent import (
     _masked_update,
     _masked_update_backward,
@@ -70,7 +71,7 @@ def gru_cell_backward(dh_new, cache):
     _gru_gates_step_backward(np.ascontiguousarray(dh_new), a_h, h, gates, da_i, da_h, dh)
     dx = da_i @ W_i.T  # a_i = x @ W_i + b_i
     dh += da_h @ W_h.T  # a_h = h @ W_h + b_h
-    return dx, dh, unpack(x.T @ da_i, h.T @ da_h, da_i.sum(axis=0), da_h.sum(axis=0))
+    return dx, dh, unpack(x.T @ da_i, h.T @ da_h, sum_rows(da_i), sum_rows(da_h))
 
 
 # --------------------------------------------------------------------------------------- a whole sequence
@@ -109,7 +110,7 @@ def gru_sequence_backward(dhs, cache):
     x2, h2 = xs.reshape(T * B, I), h_prev.reshape(T * B, H)
     da_i2, da_h2 = da_i.reshape(T * B, 3 * H), da_h.reshape(T * B, 3 * H)
     dxs = (da_i2 @ W_i.T).reshape(T, B, I)
-    return dxs, dh0, unpack(x2.T @ da_i2, h2.T @ da_h2, da_i2.sum(axis=0), da_h2.sum(axis=0))
+    return dxs, dh0, unpack(x2.T @ da_i2, h2.T @ da_h2, sum_rows(da_i2), sum_rows(da_h2))
 
 
 # ------------------------------------------------------------------------------------------ Numba kernels

@@ -9,6 +9,7 @@ and hence the KL, is >= 0 in float32 too, and it is exactly 0 when q equals p.
 """
 import numpy as np
 
+from . import vecmath
 from .._validate import check_arrays, check_like
 from ._jit import kernel
 
@@ -49,10 +50,14 @@ def kl_gaussian_backward(dkl, cache):
 def _kl_gaussian_kernel(mu_q, sigma_q, mu_p, sigma_p, kl):
     """kl[n] = sum_z 0.5 * (expm1(2 v) - 2 v + t^2) for arrays of shape (N, Z) -> (N,)."""
     two, half = mu_q.dtype.type(2.0), mu_q.dtype.type(0.5)
+    terms = np.empty(mu_q.shape[1], mu_q.dtype)  # one row's terms: a vectorised pass, then their sum
     for n in range(mu_q.shape[0]):
+        mq, sq, mp, sp = mu_q[n], sigma_q[n], mu_p[n], sigma_p[n]
+        for z in range(mu_q.shape[1]):
+            v = vecmath.log(sq[z] / sp[z])
+            t = (mq[z] - mp[z]) / sp[z]
+            terms[z] = vecmath.expm1(two * v) - two * v + t * t
         total = mu_q.dtype.type(0.0)
         for z in range(mu_q.shape[1]):
-            v = np.log(sigma_q[n, z] / sigma_p[n, z])
-            t = (mu_q[n, z] - mu_p[n, z]) / sigma_p[n, z]
-            total += np.expm1(two * v) - two * v + t * t
+            total += terms[z]
         kl[n] = half * total

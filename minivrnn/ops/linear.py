@@ -7,7 +7,7 @@ import numpy as np
 
 from .._validate import check_arrays, check_like
 from .activations import relu_backward, relu_forward
-from .matmul import matmul, matmul_tn
+from .matmul import matmul, matmul_tn, sum_rows
 
 
 def init_linear(rng, n_in, n_out, dtype=np.float64):
@@ -24,7 +24,9 @@ def linear_forward(params, x):
     W, b = params["W"], params["b"]
     check_arrays(x=(x, "... I"), W=(W, "I O"), b=(b, "O"))
     x2 = x.reshape(-1, x.shape[-1])  # (N, in), N the product of the leading axes: one matrix product
-    y = (matmul(x2, W) + b).reshape(x.shape[:-1] + (W.shape[1],))  # (..., out)
+    y = matmul(x2, W)
+    y += b  # in place: no second (N, out) array
+    y = y.reshape(x.shape[:-1] + (W.shape[1],))  # (..., out)
     return y, (x, W)
 
 
@@ -35,7 +37,7 @@ def linear_backward(dy, cache):
     x2 = x.reshape(-1, x.shape[-1])  # (N, in)
     dy2 = dy.reshape(-1, dy.shape[-1])  # (N, out)
     dx = matmul(dy2, W.T).reshape(x.shape)  # (..., in)
-    return dx, {"W": matmul_tn(x2, dy2), "b": dy2.sum(axis=0)}
+    return dx, {"W": matmul_tn(x2, dy2), "b": sum_rows(dy2)}
 
 
 def init_mlp(rng, n_in, widths, dtype=np.float64):

@@ -15,6 +15,7 @@ import numpy as np
 from .._validate import check_arrays, check_like
 from ._jit import kernel
 from .activations import _sigmoid, _tanh
+from .matmul import sum_rows
 from .recurrent import (
     _masked_update,
     _masked_update_backward,
@@ -71,7 +72,7 @@ def lstm_cell_backward(dstate, cache):
                               da, dc)
     dx = da @ W_i.T  # a_i = x @ W_i + b_i
     dh = da @ W_h.T  # a_h = h @ W_h + b_h
-    db = da.sum(axis=0)
+    db = sum_rows(da)
     return dx, dh, dc, unpack(x.T @ da, h.T @ da, db, db)
 
 
@@ -115,7 +116,7 @@ def lstm_sequence_backward(dstates, cache):
     # Every weight gradient is one product over all T*B rows.
     x2, h2, da2 = xs.reshape(T * B, I), h_prev.reshape(T * B, H), da.reshape(T * B, 4 * H)
     dxs = (da2 @ W_i.T).reshape(T, B, I)
-    db = da2.sum(axis=0)
+    db = sum_rows(da2)
     return dxs, dh0, dc0, unpack(x2.T @ da2, h2.T @ da2, db, db)
 
 

@@ -31,7 +31,7 @@ from numba.extending import intrinsic, overload
 NUMPY_ERRORS = {"error_model": "numpy"}  # division by 0 gives inf, without a branch (see _jit.py)
 
 # Terms of each series by dtype; the first term left out is far below half an ulp:
-EXP_TERMS = {np.float32: 8, np.float64: 13}  # q(r) to degree 7 or 12: 0.347^8 / 9! < 2^-30, 0.347^13 / 14! < 2^-56
+EXP_TERMS = {np.float32: 8, np.float64: 13}  # q(r) to degree 7 or 12: 0.347^8/9! < 2^-30, 0.347^13/14! < 2^-56
 LOG_TERMS = {np.float32: 6, np.float64: 11}  # j < 6 or < 11: 0.0295^6 / 13 < 2^-34, 0.0295^11 / 23 < 2^-60
 
 

@@ -6,7 +6,6 @@ from hypothesis.extra.numpy import arrays
 from scipy.stats import norm
 
 from minivrnn.gradcheck import gradcheck
-from minivrnn.ops import gaussian
 from minivrnn.ops.gaussian import gaussian_logpdf_backward, gaussian_logpdf_forward
 from tests.ops.precision import assert_float32_close_to_float64
 from tests.reference import densities as ref
@@ -42,11 +41,19 @@ def test_matches_scipy():
     np.testing.assert_allclose(_forward(**inputs), expected, rtol=1e-10)
 
 
-def test_kernel_matches_the_reference():
-    inputs = {k: v.reshape(-1, 6) for k, v in _inputs(np.random.default_rng(2), (7, 2), 6).items()}
-    logp = np.empty(14)
-    gaussian._gaussian_logpdf_kernel(inputs["x"], inputs["mu"], inputs["sigma"], logp)
-    np.testing.assert_allclose(logp, ref.gaussian_logpdf(**inputs), rtol=1e-10)
+def test_fused_backward_matches_the_broadcasting_branch():
+    # Same-shape arrays take one compiled pass; gmm.py's broadcast x (..., 1, D) takes the NumPy lines.
+    # Two identical mixture components must each get exactly the fused pass's gradients.
+    rng = np.random.default_rng(2)
+    x, mu, sigma = (_inputs(rng, (7,), 6)[k] for k in ("x", "mu", "sigma"))
+    g = rng.normal(size=7)
+    dx, dmu, dsigma = gaussian_logpdf_backward(g, (x, mu, sigma))
+    twice = lambda a: np.stack([a, a], axis=1)  # (7, 2, ...)
+    dx2, dmu2, dsigma2 = gaussian_logpdf_backward(twice(g), (x[:, None, :], twice(mu), twice(sigma)))
+    for k in range(2):
+        np.testing.assert_allclose(dx2[:, k], dx, rtol=1e-13)
+        np.testing.assert_allclose(dmu2[:, k], dmu, rtol=1e-13)
+        np.testing.assert_allclose(dsigma2[:, k], dsigma, rtol=1e-13)
 
 
 def test_non_contiguous_input():
