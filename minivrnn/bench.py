@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from .memory import keep_freed_memory
 from .threads import single_threaded_blas
 
 CONFIGS = {  # (D, H, Z, F, T, B), one hidden layer per MLP, VRNN-Gauss, GRU
@@ -86,7 +87,10 @@ def worker(side, name, shape, threads, repeats):
     config = VRNNConfig(x_dim=D, z_dim=Z, h_dim=H, feat_dim=F, model="vrnn-gauss")
     params = init_params(config, 0, np.float32)
     x, mask, eps = _data(D, Z, T, B)
-    # minivrnn runs as its commands do (BLAS on one thread, Numba splits the batch); PyTorch as it comes.
+    # minivrnn runs as its commands do (BLAS on one thread, Numba splits the batch, freed memory kept for
+    # reuse); PyTorch as it comes (its allocator is not affected by the malloc settings).
+    if side == "minivrnn":
+        keep_freed_memory()
     with single_threaded_blas() if side == "minivrnn" else contextlib.nullcontext():
         if side == "minivrnn":
             step, sample = _minivrnn_fns(config, params, x, mask, eps, threads)
@@ -114,6 +118,7 @@ def profile_text(shape, repeats, top=14):
 
     config = VRNNConfig(x_dim=D, z_dim=Z, h_dim=H, feat_dim=F, model="vrnn-gauss")
     params = init_params(config, 0, np.float32)
+    keep_freed_memory()
     with single_threaded_blas():
         step, _ = _minivrnn_fns(config, params, *_data(D, Z, T, B), 1)
         step()  # compilation is not what we profile

@@ -159,7 +159,10 @@ PARALLEL_MIN_WORK = 500_000
 
 @contextmanager
 def _threads(n):
-    """Run a parallel kernel on at most ``n`` threads (with n = 1 no other thread is woken at all)."""
+    """Run a parallel kernel on at most ``n`` threads (n = 1 runs the serial kernel: nothing to set)."""
+    if n == 1:
+        yield
+        return
     before = numba.get_num_threads()
     numba.set_num_threads(min(n, before))
     try:

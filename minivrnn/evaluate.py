@@ -14,6 +14,7 @@ import numpy as np
 from . import data as datalib
 from .checkpoint import CheckpointError, load_checkpoint
 from .evaluation import elbo_and_importance
+from .memory import keep_freed_memory
 from .threads import single_threaded_blas
 from .cli import DefaultsFormatter, positive
 
@@ -34,6 +35,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         with single_threaded_blas():
             return evaluate(args)

@@ -177,7 +177,7 @@ def backward(cache):
         dh_prevs = ddec_in.reshape(T, B, -1)  # dec saw h_{t-1}
         dpx, g = _rnn_recurrence_backward(config, cache["loop"], dh_prevs)
     add_prefixed(grads, "", g)
-    _, g = mlp_backward(dpx, cache["px_cache"])
+    _, g = mlp_backward(dpx, cache["px_cache"], input_grad=False)  # x is data: no gradient needed
     add_prefixed(grads, "phi_x.", g)
     return grads
 

@@ -18,19 +18,23 @@ class Adam:
     v: dict = field(default_factory=dict)  # second moments
 
     def update(self, params, grads):
-        """One Adam step, in place on ``params`` (and the moments)."""
+        """One Adam step, in place on ``params`` (and the moments): one kernel call for all the arrays."""
         self.step += 1
         correction1 = 1 - self.beta1**self.step
         correction2 = 1 - self.beta2**self.step
-        for name, g in grads.items():
+        for name in grads:
             p = params[name]
             if name not in self.m:
                 self.m[name], self.v[name] = np.zeros_like(p), np.zeros_like(p)
             m, v = self.m[name], self.v[name]
             if not (p.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):
                 raise ValueError(f"{name}: Adam updates contiguous parameters and moments in place")
-            _adam_kernel(p.reshape(-1), np.ascontiguousarray(g, dtype=p.dtype).reshape(-1), m.reshape(-1),
-                         v.reshape(-1), self.lr, self.beta1, self.beta2, self.eps, correction1, correction2)
+        for names in _by_dtype(params, grads):  # (a tuple passed to Numba must hold one array type)
+            flat = lambda arrays: tuple(a.reshape(-1) for a in arrays)  # views: the kernel writes through them
+            _adam_kernel(flat(params[n] for n in names),
+                         flat(np.ascontiguousarray(grads[n], dtype=params[n].dtype) for n in names),
+                         flat(self.m[n] for n in names), flat(self.v[n] for n in names),
+                         self.lr, self.beta1, self.beta2, self.eps, correction1, correction2)
 
     def state_arrays(self):
         """The optimizer state as flat named arrays, for a checkpoint."""
@@ -47,7 +51,18 @@ class Adam:
 
 def global_norm(grads):
     """sqrt of the sum of squares of every gradient entry (accumulated in float64)."""
-    return float(np.sqrt(sum(_sum_of_squares(np.ascontiguousarray(g).reshape(-1)) for g in grads.values())))
+    groups = {}
+    for g in grads.values():
+        groups.setdefault(g.dtype, []).append(np.ascontiguousarray(g).reshape(-1))
+    return float(np.sqrt(sum(_sum_of_squares(tuple(flat)) for flat in groups.values())))
+
+
+def _by_dtype(params, names):
+    """``names`` grouped by their parameter's dtype, in order: lists of names."""
+    groups = {}
+    for name in names:
+        groups.setdefault(params[name].dtype, []).append(name)
+    return list(groups.values())
 
 
 def clip_by_global_norm(grads, max_norm):
@@ -60,31 +75,37 @@ def clip_by_global_norm(grads, max_norm):
 
 
 @kernel
-def _adam_kernel(p, g, m, v, lr, beta1, beta2, eps, correction1, correction2):
-    """Adam on flat arrays, one pass per element (float32 stays float32: the constants take p's dtype):
+def _adam_kernel(params, grads, ms, vs, lr, beta1, beta2, eps, correction1, correction2):
+    """Adam on tuples of flat arrays, one pass per element (float32 stays float32: the constants take the
+    parameters' dtype):
         m = beta1 m + (1 - beta1) g,   v = beta2 v + (1 - beta2) g^2,
         p = p - lr (m / correction1) / (sqrt(v / correction2) + eps)."""
-    one = p.dtype.type(1.0)
-    b1, b2, step, e = p.dtype.type(beta1), p.dtype.type(beta2), p.dtype.type(lr), p.dtype.type(eps)
-    c1, c2 = p.dtype.type(correction1), p.dtype.type(correction2)
-    for i in range(p.size):
-        m[i] = b1 * m[i] + (one - b1) * g[i]
-        v[i] = b2 * v[i] + (one - b2) * g[i] * g[i]
-        p[i] -= step * (m[i] / c1) / (np.sqrt(v[i] / c2) + e)
+    for a in range(len(params)):
+        p, g, m, v = params[a], grads[a], ms[a], vs[a]
+        one = p.dtype.type(1.0)
+        b1, b2, step, e = p.dtype.type(beta1), p.dtype.type(beta2), p.dtype.type(lr), p.dtype.type(eps)
+        c1, c2 = p.dtype.type(correction1), p.dtype.type(correction2)
+        for i in range(p.size):
+            m[i] = b1 * m[i] + (one - b1) * g[i]
+            v[i] = b2 * v[i] + (one - b2) * g[i] * g[i]
+            p[i] -= step * (m[i] / c1) / (np.sqrt(v[i] / c2) + e)
 
 
 @kernel
-def _sum_of_squares(g):
-    """sum of g_i^2 for a flat array, accumulated in float64 (a float32 sum of ~1e6 terms loses digits), in
-    LANES interleaved partial sums (a single running sum is one long chain of dependent additions)."""
+def _sum_of_squares(arrays):
+    """sum of g_i^2 over a tuple of flat arrays, accumulated in float64 (a float32 sum of ~1e6 terms loses
+    digits), in LANES interleaved partial sums (a single running sum is one long chain of dependent
+    additions, which does not vectorise)."""
     partial = np.zeros(LANES)
-    n = g.size - g.size % LANES
-    for i in range(0, n, LANES):
-        for k in range(LANES):
-            partial[k] += np.float64(g[i + k]) * np.float64(g[i + k])
     total = 0.0
-    for i in range(n, g.size):
-        total += np.float64(g[i]) * np.float64(g[i])
+    for a in range(len(arrays)):
+        g = arrays[a]
+        n = g.size - g.size % LANES
+        for i in range(0, n, LANES):
+            for k in range(LANES):
+                partial[k] += np.float64(g[i + k]) * np.float64(g[i + k])
+        for i in range(n, g.size):
+            total += np.float64(g[i]) * np.float64(g[i])
     for k in range(LANES):
         total += partial[k]
     return total

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 
 from .checkpoint import CheckpointError, load_checkpoint
+from .memory import keep_freed_memory
 from .sampling import sample
 from .cli import DefaultsFormatter
 
@@ -36,6 +37,7 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     config, params = ck["config"], ck["params"]
+    keep_freed_memory()
     xs = sample(params, config, args.steps, args.n, np.random.default_rng(args.seed))  # (T, B, D)
     from .data import Normalizer
 

@@ -30,20 +30,12 @@ def kl_gaussian_backward(dkl, cache):
     """Backward of kl_gaussian_forward: returns (dmu_q, dsigma_q, dmu_p, dsigma_p)."""
     mu_q, sigma_q, mu_p, sigma_p = cache
     check_like("dkl", dkl, mu_q.shape[:-1], mu_q.dtype, "...")
-    v = np.log(sigma_q / sigma_p)  # (..., Z) log of the ratio of standard deviations
-    t = (mu_q - mu_p) / sigma_p  # (..., Z) the gap of the means in units of sigma_p
-    # kl = sum_z 0.5 * (expm1(2 v) - 2 v + t^2)
-    dkl = dkl[..., None]  # (..., 1): every z receives its row's gradient
-    dv = dkl * np.expm1(2 * v)
-    dt = dkl * t
-    # t = (mu_q - mu_p) / sigma_p
-    dmu_q = dt / sigma_p
-    dmu_p = -dmu_q
-    dsigma_p = -dt * t / sigma_p
-    # v = log sigma_q - log sigma_p
-    dsigma_q = dv / sigma_q
-    dsigma_p = dsigma_p - dv / sigma_p
-    return dmu_q, dsigma_q, dmu_p, dsigma_p
+    Z = mu_q.shape[-1]
+    rows = [np.ascontiguousarray(a).reshape(-1, Z) for a in cache]  # 4 x (N, Z)
+    dmu_q, dsigma_q, dsigma_p = (np.empty(mu_q.shape, mu_q.dtype) for _ in range(3))  # C order
+    _kl_gaussian_backward_kernel(np.ascontiguousarray(dkl).reshape(-1), *rows,
+                                 *(g.reshape(-1, Z) for g in (dmu_q, dsigma_q, dsigma_p)))
+    return dmu_q, dsigma_q, -dmu_q, dsigma_p  # d mu_p = -d mu_q: t depends on mu_q - mu_p only
 
 
 @kernel
@@ -61,3 +53,24 @@ def _kl_gaussian_kernel(mu_q, sigma_q, mu_p, sigma_p, kl):
         for z in range(mu_q.shape[1]):
             total += terms[z]
         kl[n] = half * total
+
+
+@kernel
+def _kl_gaussian_backward_kernel(dkl, mu_q, sigma_q, mu_p, sigma_p, dmu_q, dsigma_q, dsigma_p):
+    """Backward of _kl_gaussian_kernel, per element (g = dkl[n] reaches every z of row n):
+        kl = sum_z 0.5 (expm1(2 v) - 2 v + t^2):   dv = g expm1(2 v),  dt = g t
+        t = (mu_q - mu_p) / sigma_p:               dmu_q = dt / sigma_p,  dsigma_p = -dt t / sigma_p
+        v = log sigma_q - log sigma_p:             dsigma_q = dv / sigma_q,  dsigma_p -= dv / sigma_p"""
+    two = mu_q.dtype.type(2.0)
+    for n in range(mu_q.shape[0]):
+        g = dkl[n]
+        mq, sq, mp, sp = mu_q[n], sigma_q[n], mu_p[n], sigma_p[n]
+        dmq, dsq, dsp = dmu_q[n], dsigma_q[n], dsigma_p[n]
+        for z in range(mu_q.shape[1]):
+            v = vecmath.log(sq[z] / sp[z])
+            t = (mq[z] - mp[z]) / sp[z]
+            dv = g * vecmath.expm1(two * v)
+            dt = g * t
+            dmq[z] = dt / sp[z]
+            dsq[z] = dv / sq[z]
+            dsp[z] = -dt * t / sp[z] - dv / sp[z]

@@ -30,13 +30,13 @@ def linear_forward(params, x):
     return y, (x, W)
 
 
-def linear_backward(dy, cache):
-    """Backward of linear_forward: returns (dx, {"W": dW, "b": db})."""
+def linear_backward(dy, cache, input_grad=True):
+    """Backward of linear_forward: returns (dx, {"W": dW, "b": db}); dx is None if ``input_grad`` is False."""
     x, W = cache
     check_like("dy", dy, x.shape[:-1] + W.shape[1:], x.dtype, "... O")  # y is (..., out)
     x2 = x.reshape(-1, x.shape[-1])  # (N, in)
     dy2 = dy.reshape(-1, dy.shape[-1])  # (N, out)
-    dx = matmul(dy2, W.T).reshape(x.shape)  # (..., in)
+    dx = matmul(dy2, W.T).reshape(x.shape) if input_grad else None  # (..., in)
     return dx, {"W": matmul_tn(x2, dy2), "b": sum_rows(dy2)}
 
 
@@ -60,13 +60,14 @@ def mlp_forward(params, x):
     return x, caches
 
 
-def mlp_backward(dy, cache):
-    """Backward of mlp_forward, walking the layers in reverse: returns (dx, grads)."""
+def mlp_backward(dy, cache, input_grad=True):
+    """Backward of mlp_forward, walking the layers in reverse: returns (dx, grads). With ``input_grad=False``
+    (the MLP reads the data, as phi_x does) the first layer's dx product is skipped and dx is None."""
     grads = {}
     for i in reversed(range(len(cache))):
         linear_cache, relu_cache = cache[i]
         da = relu_backward(dy, relu_cache)
-        dy, layer_grads = linear_backward(da, linear_cache)
+        dy, layer_grads = linear_backward(da, linear_cache, input_grad=input_grad or i > 0)
         grads[f"l{i}.W"], grads[f"l{i}.b"] = layer_grads["W"], layer_grads["b"]
     return dy, grads
 

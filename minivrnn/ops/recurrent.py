@@ -32,8 +32,9 @@ def unpack_gates(gates, W_i, W_h, b_i, b_h):
     """The inverse of ``pack_gates`` (used on gradients): the named arrays, each C-contiguous."""
     out = {}
     for p, packed in zip(PARTS, (W_i, W_h, b_i, b_h)):
-        for g, part in zip(gates, np.split(packed, len(gates), axis=-1)):
-            out[p + g] = np.ascontiguousarray(part)
+        H = packed.shape[-1] // len(gates)
+        for i, g in enumerate(gates):
+            out[p + g] = np.ascontiguousarray(packed[..., i * H:(i + 1) * H])
     return out
 
 

@@ -95,3 +95,18 @@ def test_shapes_preserved(n, i, o):
     assert y.shape == (n, 2, o)
     dx, grads = linear_backward(np.ones_like(y), cache)
     assert dx.shape == (n, 2, i) and grads["W"].shape == (i, o) and grads["b"].shape == (o,)
+
+
+def test_mlp_backward_without_the_input_gradient_gives_the_same_parameter_gradients():
+    # phi_x reads the data, so the model skips its dx product; the weights' gradients must not change.
+    rng = np.random.default_rng(7)
+    params = init_mlp(rng, 3, [4, 5])
+    x = rng.normal(size=(6, 3))
+    y, cache = mlp_forward(params, x)
+    dy = rng.normal(size=y.shape)
+    dx, grads = mlp_backward(dy, cache)
+    skipped, grads_without = mlp_backward(dy, cache, input_grad=False)
+    assert dx.shape == x.shape and skipped is None
+    assert grads.keys() == grads_without.keys()
+    for key in grads:
+        np.testing.assert_array_equal(grads_without[key], grads[key])
