@@ -43,9 +43,9 @@ def chain_forward(params, config, px, mask, eps, state0):
     is_lstm = config.cell == "lstm"
     w = _weights(params, config, dtype)
     G = w["W_ipz"].shape[1]  # 3H (GRU) or 4H (LSTM)
-    px2 = px.reshape(T * B, F)
-    ax_enc = (matmul(px2, w["W_enc0x"]) + params["enc.l0.b"]).reshape(T, B, F)  # encoder layer 0, phi_x side
-    ax_cell = (matmul(px2, w["W_ipx"]) + w["b_i"]).reshape(T, B, G)  # recurrence, phi_x side
+    # phi_x's side of encoder layer 0 and of the recurrence, [ax_enc | ax_cell]: one product for both readers
+    ax = matmul(px.reshape(T * B, F), w["W_xcat"])
+    ax += w["b_xcat"]
     Hc = H if is_lstm else 0  # the cell state c exists only for the LSTM (zero-width arrays otherwise)
     h0 = np.ascontiguousarray(state0[0])
     c0 = np.ascontiguousarray(state0[1]) if is_lstm else np.zeros((B, 0), dtype)
@@ -61,7 +61,7 @@ def chain_forward(params, config, px, mask, eps, state0):
     n_chunks = _n_chunks(B, w["W_hcat"].size * B)
     with _threads(n_chunks):
         FORWARD[n_chunks > 1](
-            is_lstm, n_chunks, ax_enc, ax_cell, np.ascontiguousarray(eps),
+            is_lstm, n_chunks, ax.reshape(T, B, F + G), np.ascontiguousarray(eps),
             np.ascontiguousarray(mask), h0, c0,
             w["W_hcat"], w["b_h"], w["enc_W"], w["enc_b"], w["W_head"], w["b_head"],
             w["W_z0"], w["b_z0"], w["z_W"], w["z_b"], w["W_ipz"], dtype.type(config.sigma_min),
@@ -139,6 +139,8 @@ def _weights(params, config, dtype):
                             else np.empty((0, F), dtype))
     w = {
         "W_enc0x": W_enc0[:F], "W_hcat": np.ascontiguousarray(np.concatenate([W_enc0[F:], W_h], axis=1)),
+        "W_xcat": np.concatenate([W_enc0[:F], W_i[:F]], axis=1),  # (F, F + G): phi_x's two readers
+        "b_xcat": np.concatenate([params["enc.l0.b"], b_i]),
         "b_h": b_h, "b_i": b_i, "W_ipx": W_i[:F], "W_ipz": np.ascontiguousarray(W_i[F:]),
         "enc_W": stack("enc"), "enc_b": stack_b("enc"), "z_W": stack("phi_z"), "z_b": stack_b("phi_z"),
         "W_head": np.concatenate([params["enc.mu.W"], params["enc.sigma.W"]], axis=1),  # (F, 2Z): [mu | sigma]
@@ -197,31 +199,32 @@ def _relu_backward(dy, act, out):
             out[i, j] = dy[i, j] if act[i, j] > zero else zero
 
 
-def _chain_forward_loop(is_lstm, n_chunks, ax_enc, ax_cell, eps, mask, h0, c0, W_hcat, b_h, enc_W, enc_b,
+def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, W_hcat, b_h, enc_W, enc_b,
                           W_head, b_head, W_z0, b_z0, z_W, z_b, W_ipz, sigma_min, h_prev, c_prev,
                           enc_act, q_mu, q_sigma, slope, z, pz_act, a_h, gates, tanh_c, h_out, c_out):
-    T, B, F = ax_enc.shape
-    L, Z, G = enc_act.shape[0], eps.shape[2], a_h.shape[2]
-    one = ax_enc.dtype.type(1.0)
-    zero = ax_enc.dtype.type(0.0)
+    T, B = ax.shape[0], ax.shape[1]
+    L, F, Z, G = enc_act.shape[0], enc_act.shape[3], eps.shape[2], a_h.shape[2]
+    one = ax.dtype.type(1.0)
+    zero = ax.dtype.type(0.0)
     b_mu, b_sig = b_head[:Z], b_head[Z:]
     for chunk in prange(n_chunks):
         r0, r1 = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
         nb = r1 - r0
         h, c = h0[r0:r1].copy(), c0[r0:r1].copy()  # (nb, H), (nb, H or 0)
         h_new, c_new = np.empty_like(h), np.empty_like(c)
-        ah_cat = np.empty((nb, F + G), ax_enc.dtype)
-        a_f = np.empty((nb, F), ax_enc.dtype)
-        a_head = np.empty((nb, 2 * Z), ax_enc.dtype)  # [a_mu | a_sig]
-        a_i = np.empty((nb, G), ax_enc.dtype)
+        ah_cat = np.empty((nb, F + G), ax.dtype)
+        a_f = np.empty((nb, F), ax.dtype)
+        a_head = np.empty((nb, 2 * Z), ax.dtype)  # [a_mu | a_sig]
+        a_i = np.empty((nb, G), ax.dtype)
         for t in range(T):
             h_prev[t, r0:r1] = h
             c_prev[t, r0:r1] = c
             np.dot(h, W_hcat, ah_cat)  # [a_enc0 | a_h] = h_{t-1} @ [W_enc0h | W_h]
             for i in range(nb):  # encoder layer 0, eq. (8): ReLU(phi_x side + h side)
+                ax_enc, ah_enc, e0 = ax[t, r0 + i, :F], ah_cat[i, :F], enc_act[0, t, r0 + i]
                 for j in range(F):
-                    v = ax_enc[t, r0 + i, j] + ah_cat[i, j]
-                    enc_act[0, t, r0 + i, j] = v if v > zero else zero
+                    v = ax_enc[j] + ah_enc[j]
+                    e0[j] = v if v > zero else zero
             for l in range(1, L):
                 np.dot(enc_act[l - 1, t, r0:r1], enc_W[l - 1], a_f)
                 _relu_layer(a_f, enc_b[l - 1], enc_act[l, t, r0:r1])
@@ -245,9 +248,9 @@ def _chain_forward_loop(is_lstm, n_chunks, ax_enc, ax_cell, eps, mask, h0, c0, W
                 _relu_layer(a_f, z_b[l - 1], pz_act[l, t, r0:r1])
             np.dot(pz_act[L - 1, t, r0:r1], W_ipz, a_i)  # the recurrence's input side, eq. (6)
             for i in range(nb):
-                ai, ax, ah, ah_part = a_i[i], ax_cell[t, r0 + i], a_h[t, r0 + i], ah_cat[i, F:]
+                ai, ax_cell, ah, ah_part = a_i[i], ax[t, r0 + i, F:], a_h[t, r0 + i], ah_cat[i, F:]
                 for j in range(G):
-                    ai[j] += ax[j]
+                    ai[j] += ax_cell[j]
                     ah[j] = ah_part[j] + b_h[j]
             if is_lstm:
                 _lstm_gates_step(a_i, a_h[t, r0:r1], c, gates[t, r0:r1], tanh_c[t, r0:r1], c_new, h_new)
