@@ -7,6 +7,8 @@ Shape specs are strings of dimension letters, e.g. ``"... K D"``: a leading ``..
 leading axes (the same ones for every argument), a letter binds a size that must agree across arguments,
 and an integer is a fixed size.
 """
+from functools import lru_cache
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -31,7 +33,7 @@ def check_arrays(**specs):
             dtype, first = array.dtype, name
         elif array.dtype != dtype:
             raise ValueError(f"{name}: expected dtype {dtype} (the dtype of {first}), got {array.dtype}")
-        _match_shape(name, array.shape, spec.split(), sizes)
+        _match_shape(name, array.shape, _tokens(spec), sizes)
     return sizes
 
 
@@ -58,6 +60,12 @@ def _raise_like(name, array, shape, dtype, spec):
             expected = _describe(spec.split(), sizes)
         raise ValueError(f"{name}: expected shape {expected}, got {tuple(array.shape)}")
     raise ValueError(f"{name}: expected dtype {dtype} (the dtype of the forward's output), got {array.dtype}")
+
+
+@lru_cache(maxsize=None)
+def _tokens(spec):
+    """``"... K D"`` -> ``("...", "K", "D")`` (the same few specs come back on every call)."""
+    return tuple(spec.split())
 
 
 def _match_shape(name, shape, tokens, sizes):

@@ -16,25 +16,32 @@ class Adam:
     step: int = 0  # updates taken so far (for the bias correction)
     m: dict = field(default_factory=dict)  # first moments, keyed like the parameters
     v: dict = field(default_factory=dict)  # second moments
+    _views: dict = field(default_factory=dict, repr=False)  # name -> the arrays and their flat views
 
     def update(self, params, grads):
         """One Adam step, in place on ``params`` (and the moments): one kernel call for all the arrays."""
         self.step += 1
         correction1 = 1 - self.beta1**self.step
         correction2 = 1 - self.beta2**self.step
-        for name in grads:
-            p = params[name]
-            if name not in self.m:
-                self.m[name], self.v[name] = np.zeros_like(p), np.zeros_like(p)
-            m, v = self.m[name], self.v[name]
+        for names in _by_dtype(params, grads):  # (a tuple passed to Numba must hold one array type)
+            p_flat, m_flat, v_flat = zip(*(self._flat_views(params, n) for n in names))
+            g_flat = tuple(np.ascontiguousarray(grads[n], dtype=params[n].dtype).reshape(-1) for n in names)
+            _adam_kernel(p_flat, g_flat, m_flat, v_flat, self.lr, self.beta1, self.beta2, self.eps, correction1,
+                         correction2)
+
+    def _flat_views(self, params, name):
+        """Flat views of parameter ``name`` and its moments, through which the kernel writes; made (and the
+        moments created) the first time, then reused while the same arrays are in place."""
+        p = params[name]
+        if name not in self.m:
+            self.m[name], self.v[name] = np.zeros_like(p), np.zeros_like(p)
+        m, v = self.m[name], self.v[name]
+        cached = self._views.get(name)
+        if cached is None or cached[0] is not p or cached[1] is not m or cached[2] is not v:
             if not (p.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):
                 raise ValueError(f"{name}: Adam updates contiguous parameters and moments in place")
-        for names in _by_dtype(params, grads):  # (a tuple passed to Numba must hold one array type)
-            flat = lambda arrays: tuple(a.reshape(-1) for a in arrays)  # views: the kernel writes through them
-            _adam_kernel(flat(params[n] for n in names),
-                         flat(np.ascontiguousarray(grads[n], dtype=params[n].dtype) for n in names),
-                         flat(self.m[n] for n in names), flat(self.v[n] for n in names),
-                         self.lr, self.beta1, self.beta2, self.eps, correction1, correction2)
+            cached = self._views[name] = (p, m, v, p.reshape(-1), m.reshape(-1), v.reshape(-1))
+        return cached[3:]
 
     def state_arrays(self):
         """The optimizer state as flat named arrays, for a checkpoint."""

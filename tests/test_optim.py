@@ -81,3 +81,19 @@ def test_global_norm_sums_float32_in_float64():
     g = {"a": np.full(10**6, 0.1, np.float32)}
     expected = np.sqrt(10**6 * np.float64(np.float32(0.1)) ** 2)
     assert abs(global_norm(g) - expected) / expected < 1e-10
+
+
+def test_adam_follows_replaced_parameter_and_moment_arrays():
+    # The kernel writes through cached flat views; a parameter or moment array swapped for a new one (a
+    # checkpoint loaded into the dict, say) must be the one updated, with the same result as a fresh copy.
+    grads = {"w": np.array([0.5, -4.0, 1e-3])}
+    opt, params = Adam(lr=0.1), {"w": np.zeros(3)}
+    opt.update(params, grads)
+    twin_opt, twin_params = Adam(lr=0.1), {"w": params["w"].copy()}
+    twin_opt.load_state_arrays(opt.state_arrays())
+    params["w"] = params["w"].copy()  # a new array with the same values
+    opt.load_state_arrays(opt.state_arrays())  # new moment arrays too
+    opt.update(params, grads)
+    twin_opt.update(twin_params, grads)
+    np.testing.assert_array_equal(params["w"], twin_params["w"])
+    assert not np.array_equal(params["w"], np.zeros(3))
