@@ -63,22 +63,24 @@ def sigma_backward(dsigma, cache):
 
 
 def gaussian_head_forward(params, name, features, sigma_min):
-    """[mu, sigma] = heads of ``name`` on ``features`` (the prior eq. 4, the encoder eq. 8)."""
-    mu, mu_cache = linear_forward(sub(params, f"{name}.mu."), features)
-    a, a_cache = linear_forward(sub(params, f"{name}.sigma."), features)
-    sigma, sigma_cache = sigma_forward(a, sigma_min)
-    return (mu, sigma), (mu_cache, a_cache, sigma_cache, name)
+    """[mu, sigma] = heads of ``name`` on ``features`` (the prior eq. 4, the encoder eq. 8). The two heads
+    read the same features, so they run as one linear layer with their weights side by side, [W_mu | W_sig]."""
+    Z = params[f"{name}.mu.W"].shape[1]
+    both = {"W": np.concatenate([params[f"{name}.mu.W"], params[f"{name}.sigma.W"]], axis=1),  # (F, 2Z)
+            "b": np.concatenate([params[f"{name}.mu.b"], params[f"{name}.sigma.b"]])}
+    a, linear_cache = linear_forward(both, features)  # (..., 2Z) = [a_mu | a_sig]
+    sigma, sigma_cache = sigma_forward(a[..., Z:], sigma_min)
+    return (np.ascontiguousarray(a[..., :Z]), sigma), (linear_cache, sigma_cache, name, Z)
 
 
 def gaussian_head_backward(dmu, dsigma, cache):
     """Returns (dfeatures, grads) with grads keyed by full parameter names."""
-    mu_cache, a_cache, sigma_cache, name = cache
-    da = sigma_backward(dsigma, sigma_cache)
-    df_a, g_a = linear_backward(da, a_cache)
-    df_mu, g_mu = linear_backward(dmu, mu_cache)
-    grads = add_prefixed({}, f"{name}.mu.", g_mu)
-    add_prefixed(grads, f"{name}.sigma.", g_a)
-    return df_mu + df_a, grads
+    linear_cache, sigma_cache, name, Z = cache
+    da = np.concatenate([dmu, sigma_backward(dsigma, sigma_cache)], axis=-1)  # [d a_mu | d a_sig]
+    dfeatures, g = linear_backward(da, linear_cache)
+    grads = {f"{name}.mu.W": np.ascontiguousarray(g["W"][:, :Z]), f"{name}.mu.b": g["b"][:Z],
+             f"{name}.sigma.W": np.ascontiguousarray(g["W"][:, Z:]), f"{name}.sigma.b": g["b"][Z:]}
+    return dfeatures, grads
 
 
 def output_params_forward(params, kind, features, x_dim, n_mix, sigma_min):
