@@ -27,7 +27,7 @@ from numba import njit, prange
 from .ops import gru, lstm
 from .ops._jit import KERNEL_OPTIONS, kernel
 from .ops.activations import _softplus
-from .ops.matmul import matmul, matmul_tn, sum_rows
+from .ops.matmul import column_blocks, dot_blocks, matmul, matmul_tn, sum_rows
 from .ops.gru import _gru_gates_step, _gru_gates_step_backward
 from .ops.lstm import _lstm_gates_step, _lstm_gates_step_backward
 from .ops.recurrent import _masked_update, _masked_update_backward
@@ -59,12 +59,13 @@ def chain_forward(params, config, px, mask, eps, state0):
     }
     h_out, c_out = np.empty((B, H), dtype), np.empty((B, Hc), dtype)
     n_chunks = _n_chunks(B, w["W_hcat"].size * B)
+    b = _blocks(w, ("W_hcat", "W_head", "W_z0", "W_ipz"), B, n_chunks)
     with _threads(n_chunks):
         FORWARD[n_chunks > 1](
             is_lstm, n_chunks, ax.reshape(T, B, F + G), np.ascontiguousarray(eps),
             np.ascontiguousarray(mask), h0, c0,
-            w["W_hcat"], w["b_h"], w["enc_W"], w["enc_b"], w["W_head"], w["b_head"],
-            w["W_z0"], w["b_z0"], w["z_W"], w["z_b"], w["W_ipz"], dtype.type(config.sigma_min),
+            b["W_hcat"], w["b_h"], w["enc_W"], w["enc_b"], b["W_head"], w["b_head"],
+            b["W_z0"], w["b_z0"], w["z_W"], w["z_b"], b["W_ipz"], dtype.type(config.sigma_min),
             s["h_prev"], s["c_prev"], s["enc_act"], s["q_mu"], s["q_sigma"], s["slope"], s["z"], s["pz_act"],
             s["a_h"], s["gates"], s["tanh_c"], h_out, c_out)
     out = {"h_prevs": s["h_prev"], "pz": s["pz_act"][L - 1], "q_mu": s["q_mu"], "q_sigma": s["q_sigma"],
@@ -85,13 +86,14 @@ def chain_backward(cache, dpz, dh_prevs, dq_mu, dq_sigma):
     d["a_i"] = d["a_h"] if is_lstm else np.empty((T, B, G), dtype)  # the LSTM sums a_i + a_h: one gradient
     dh0, dc0 = np.empty((B, config.h_dim), dtype), np.empty((B, s["c_prev"].shape[2]), dtype)
     n_chunks = _n_chunks(B, w["W_hcat"].size * B)
+    b = _blocks(w, ("W_hcatT", "W_headT", "W_z0T", "W_ipzT"), B, n_chunks)
     with _threads(n_chunks):
         BACKWARD[n_chunks > 1](
             is_lstm, n_chunks, np.ascontiguousarray(dpz), np.ascontiguousarray(dh_prevs),
             np.ascontiguousarray(dq_mu), np.ascontiguousarray(dq_sigma), np.ascontiguousarray(mask),
             np.ascontiguousarray(eps), s["h_prev"], s["c_prev"], s["enc_act"], s["slope"], s["pz_act"], s["a_h"],
-            s["gates"], s["tanh_c"], w["W_hcatT"], w["enc_WT"], w["W_headT"], w["W_z0T"], w["z_WT"],
-            w["W_ipzT"], d["enc"], d["head"], d["pz"], d["a_i"], d["a_h"], dh0, dc0)
+            s["gates"], s["tanh_c"], b["W_hcatT"], w["enc_WT"], b["W_headT"], b["W_z0T"], w["z_WT"],
+            b["W_ipzT"], d["enc"], d["head"], d["pz"], d["a_i"], d["a_h"], dh0, dc0)
     return _input_and_weight_grads(config, px, w, s, d)
 
 
@@ -152,6 +154,12 @@ def _weights(params, config, dtype):
     for name in ("enc_W", "z_W"):
         w[name + "T"] = np.ascontiguousarray(w[name].transpose(0, 2, 1))
     return {k: np.ascontiguousarray(v) for k, v in w.items()}
+
+
+def _blocks(w, names, B, n_chunks):
+    """The loop's weights as column blocks for ``dot_blocks`` (ops/matmul.py): sized for one chunk's rows."""
+    rows = -(-B // n_chunks)
+    return {name: column_blocks(w[name], rows) for name in names}
 
 
 # Below this many multiply-adds per time step (B * H * (F + G), the product with h_{t-1}) a second thread
@@ -219,7 +227,7 @@ def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, W_hcat, b_h, e
         for t in range(T):
             h_prev[t, r0:r1] = h
             c_prev[t, r0:r1] = c
-            np.dot(h, W_hcat, ah_cat)  # [a_enc0 | a_h] = h_{t-1} @ [W_enc0h | W_h]
+            dot_blocks(h, W_hcat, ah_cat)  # [a_enc0 | a_h] = h_{t-1} @ [W_enc0h | W_h]
             for i in range(nb):  # encoder layer 0, eq. (8): ReLU(phi_x side + h side)
                 ax_enc, ah_enc, e0 = ax[t, r0 + i, :F], ah_cat[i, :F], enc_act[0, t, r0 + i]
                 for j in range(F):
@@ -228,7 +236,7 @@ def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, W_hcat, b_h, e
             for l in range(1, L):
                 np.dot(enc_act[l - 1, t, r0:r1], enc_W[l - 1], a_f)
                 _relu_layer(a_f, enc_b[l - 1], enc_act[l, t, r0:r1])
-            np.dot(enc_act[L - 1, t, r0:r1], W_head, a_head)  # both heads of the encoder
+            dot_blocks(enc_act[L - 1, t, r0:r1], W_head, a_head)  # both heads of the encoder
             for i in range(nb):  # mu_z, sigma_z = softplus(.) + sigma_min, z_t = mu_z + sigma_z * eps_t
                 row = r0 + i  # (row views, one per stream: loops over them vectorise)
                 a_mu, a_sig = a_head[i, :Z], a_head[i, Z:]
@@ -241,12 +249,12 @@ def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, W_hcat, b_h, e
                 zr, er = z[t, row], eps[t, row]
                 for k in range(Z):
                     zr[k] = mu[k] + sigma[k] * er[k]
-            np.dot(z[t, r0:r1], W_z0, a_f)  # phi_z(z_t)
+            dot_blocks(z[t, r0:r1], W_z0, a_f)  # phi_z(z_t)
             _relu_layer(a_f, b_z0, pz_act[0, t, r0:r1])
             for l in range(1, L):
                 np.dot(pz_act[l - 1, t, r0:r1], z_W[l - 1], a_f)
                 _relu_layer(a_f, z_b[l - 1], pz_act[l, t, r0:r1])
-            np.dot(pz_act[L - 1, t, r0:r1], W_ipz, a_i)  # the recurrence's input side, eq. (6)
+            dot_blocks(pz_act[L - 1, t, r0:r1], W_ipz, a_i)  # the recurrence's input side, eq. (6)
             for i in range(nb):
                 ai, ax_cell, ah, ah_part = a_i[i], ax[t, r0 + i, F:], a_h[t, r0 + i], ah_cat[i, F:]
                 for j in range(G):
@@ -291,20 +299,20 @@ def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, ma
             else:
                 _gru_gates_step_backward(dh_new, a_h[t, r0:r1], h_prev[t, r0:r1], gates[t, r0:r1],
                                          da_i[t, r0:r1], da_h[t, r0:r1], dh_gates)
-            np.dot(da_i[t, r0:r1], W_ipzT, dp)  # phi_z(z_t) fed the recurrence ...
+            dot_blocks(da_i[t, r0:r1], W_ipzT, dp)  # phi_z(z_t) fed the recurrence ...
             dp += dpz_ext[t, r0:r1]  # ... and the decoder
             for l in range(L - 1, 0, -1):
                 _relu_backward(dp, pz_act[l, t, r0:r1], d_pz[l, t, r0:r1])
                 np.dot(d_pz[l, t, r0:r1], z_WT[l - 1], dp_next)
                 dp[:] = dp_next
             _relu_backward(dp, pz_act[0, t, r0:r1], d_pz[0, t, r0:r1])
-            np.dot(d_pz[0, t, r0:r1], W_z0T, dz)  # d z_t
+            dot_blocks(d_pz[0, t, r0:r1], W_z0T, dz)  # d z_t
             for i in range(nb):  # z = mu + sigma * eps; sigma = softplus(a) + sigma_min; plus the KL's share
                 for k in range(Z):
                     d_head[t, r0 + i, k] = dz[i, k] + dq_mu[t, r0 + i, k]  # d a_mu
                     dsigma = dz[i, k] * eps[t, r0 + i, k] + dq_sigma[t, r0 + i, k]
                     d_head[t, r0 + i, Z + k] = dsigma * slope[t, r0 + i, k]  # d a_sig
-            np.dot(d_head[t, r0:r1], W_headT, de)  # both heads read the encoder's last layer
+            dot_blocks(d_head[t, r0:r1], W_headT, de)  # both heads read the encoder's last layer
             for l in range(L - 1, 0, -1):
                 _relu_backward(de, enc_act[l, t, r0:r1], d_enc[l, t, r0:r1])
                 np.dot(d_enc[l, t, r0:r1], enc_WT[l - 1], de_sig)
@@ -312,7 +320,7 @@ def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, ma
             _relu_backward(de, enc_act[0, t, r0:r1], d_enc[0, t, r0:r1])
             dcat[:, :F] = d_enc[0, t, r0:r1]
             dcat[:, F:] = da_h[t, r0:r1]
-            np.dot(dcat, W_hcatT, dh_mat)  # both readers of h_{t-1}: encoder layer 0 and the recurrence
+            dot_blocks(dcat, W_hcatT, dh_mat)  # both readers of h_{t-1}: encoder layer 0 and the recurrence
             for i in range(nb):
                 for j in range(H):
                     dh[i, j] = dh_keep[i, j] + dh_mat[i, j] + dh_ext[t, r0 + i, j]

@@ -143,13 +143,20 @@ def test_bad_inputs_are_value_errors_naming_the_argument():
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-@pytest.mark.parametrize("n_layers", [1, 2])
-def test_chain_kernels_match_the_python_loop(cell, n_layers):
-    """The compiled chain (minivrnn/chain.py) against the readable loop in tests/reference/chain.py."""
+@pytest.mark.parametrize("n_layers, blocked", [(1, False), (2, False), (1, True)])
+def test_chain_kernels_match_the_python_loop(cell, n_layers, blocked, monkeypatch):
+    """The compiled chain (minivrnn/chain.py) against the readable loop in tests/reference/chain.py; ``blocked``
+    lowers the small-product limit so that the loop's products run as column blocks (ops/matmul.py)."""
+    import minivrnn.ops.matmul as mm
     from minivrnn.chain import chain_backward, chain_forward
     from tests.reference import chain as ref
 
-    config = VRNNConfig(x_dim=2, z_dim=3, h_dim=5, feat_dim=4, n_layers=n_layers, model="vrnn-gauss", cell=cell)
+    h_dim = 8 if blocked else 5
+    if blocked:  # 4 rows x 8 x 16 columns per block: W_hcat (8, 4 + 3 or 4 x 8) is cut into blocks of 16
+        monkeypatch.setattr(mm, "SMALL_GEMM_MNK", 4 * 8 * 16)
+        assert mm.column_blocks(np.zeros((8, 28)), 4).shape == (2, 8, 16)
+    config = VRNNConfig(x_dim=2, z_dim=3, h_dim=h_dim, feat_dim=4, n_layers=n_layers, model="vrnn-gauss",
+                        cell=cell)
     params = init_params(config, seed=7)
     rng = np.random.default_rng(8)
     T, B, F = 6, 4, config.feat_dim

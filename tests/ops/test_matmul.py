@@ -39,3 +39,29 @@ def test_big_products_split_over_the_threads_and_agree(rng, monkeypatch):
 
 def test_small_products_stay_one_call():
     assert mm._n_chunks(800, mm.PARALLEL_MIN_WORK - 1) == 1
+
+
+@pytest.mark.parametrize("rows, K, N", [(32, 128, 512), (32, 384, 128), (16, 128, 512), (32, 512, 1536)])
+def test_column_blocks_are_small_products_that_make_up_the_whole(rng, rows, K, N):
+    W = rng.normal(size=(K, N))
+    blocks = mm.column_blocks(W, rows)
+    n, _, width = blocks.shape
+    assert n > 1 and width % 8 == 0 and rows * K * width <= mm.SMALL_GEMM_MNK  # under OpenBLAS's limit
+    assert n * width >= N > (n - 1) * width  # as few blocks as that allows, zero-padded at the end
+    np.testing.assert_array_equal(np.concatenate(list(blocks), axis=1)[:, :N], W)
+    np.testing.assert_array_equal(np.concatenate(list(blocks), axis=1)[:, N:], 0)
+    a = rng.normal(size=(rows, K))
+    out = np.empty((rows, N))
+    mm.dot_blocks(a, blocks, out)
+    np.testing.assert_allclose(out, a @ W, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("rows, K, N", [(32, 128, 64), (16, 32, 128), (32, 4096, 512)])
+def test_small_or_very_deep_weights_stay_one_block(rng, rows, K, N):
+    # Already under the limit, or K so large that blocks would be under 16 columns wide.
+    W = rng.normal(size=(K, N))
+    blocks = mm.column_blocks(W, rows)
+    assert blocks.shape == (1, K, N)
+    a, out = rng.normal(size=(rows, K)), np.empty((rows, N))
+    mm.dot_blocks(a, blocks, out)
+    np.testing.assert_allclose(out, a @ W, rtol=1e-12, atol=1e-12)
