@@ -27,12 +27,22 @@ from ._jit import KERNEL_OPTIONS, kernel
 PARALLEL_MIN_WORK = 8_000_000
 
 
+# A product whose weight side has at most this many entries (I * O) runs on one thread as blocks of rows under
+# SMALL_GEMM_MNK, each block taking OpenBLAS's unpacked path: measured 1.2-1.5x faster at the tiny model's
+# sizes (800 rows by 32 by 96, say). With bigger weights the blocks get too thin to gain.
+ROW_BLOCK_MAX_IO = 10_000
+
+
 def matmul(a, b):
     """a @ b for a (N, I) and b (I, O)."""
     n_chunks = _n_chunks(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
-    if n_chunks == 1:
+    rows = _small_block_rows(a.shape[0], a.shape[1] * b.shape[1])
+    if n_chunks == 1 and rows is None:
         return a @ b
     out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
+    if n_chunks == 1:
+        _row_blocks_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), out, rows)
+        return out
     _rows_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), out, n_chunks)
     return out
 
@@ -40,8 +50,13 @@ def matmul(a, b):
 def matmul_tn(a, b):
     """a.T @ b for a (N, I) and b (N, O): the sum over the N rows of outer products, e.g. a weight gradient."""
     n_chunks = _n_chunks(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
-    if n_chunks == 1:
+    rows = _small_block_rows(a.shape[0], a.shape[1] * b.shape[1])
+    if n_chunks == 1 and rows is None:
         return a.T @ b
+    if n_chunks == 1:
+        out = np.empty((a.shape[1], b.shape[1]), np.result_type(a, b))
+        _tn_row_blocks_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), out, rows)
+        return out
     partial = np.empty((n_chunks, a.shape[1], b.shape[1]), np.result_type(a, b))  # (chunks, I, O)
     _tn_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), partial, n_chunks)
     total = partial[0]
@@ -77,6 +92,14 @@ def column_blocks(W, rows):
         part = W[:, i * width:(i + 1) * width]
         blocks[i, :, :part.shape[1]] = part
     return blocks
+
+
+def _small_block_rows(n_rows, weight_size):
+    """Rows per block for the small-matrix path, or None when the product should stay one BLAS call."""
+    if weight_size > ROW_BLOCK_MAX_IO:
+        return None
+    rows = SMALL_GEMM_MNK // weight_size
+    return rows if rows < n_rows else None
 
 
 def _n_chunks(rows, work):
@@ -126,3 +149,22 @@ def dot_blocks(a, blocks, out):
         j0 = i * width
         j1 = min(j0 + width, N)
         out[:, j0:j1] = part[:, :j1 - j0]
+
+
+@kernel
+def _row_blocks_kernel(a, b, out, rows):
+    """out = a @ b, ``rows`` rows of a at a time."""
+    for r0 in range(0, a.shape[0], rows):
+        r1 = min(r0 + rows, a.shape[0])
+        np.dot(a[r0:r1], b, out[r0:r1])
+
+
+@kernel
+def _tn_row_blocks_kernel(a, b, out, rows):
+    """out = a.T @ b, summed over blocks of ``rows`` rows in order."""
+    part = np.empty_like(out)
+    out[:] = 0
+    for r0 in range(0, a.shape[0], rows):
+        r1 = min(r0 + rows, a.shape[0])
+        np.dot(a[r0:r1].T, b[r0:r1], part)
+        out += part

@@ -65,3 +65,14 @@ def test_small_or_very_deep_weights_stay_one_block(rng, rows, K, N):
     a, out = rng.normal(size=(rows, K)), np.empty((rows, N))
     mm.dot_blocks(a, blocks, out)
     np.testing.assert_allclose(out, a @ W, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("N", [1, 100, 800, 2001])
+def test_small_weights_run_as_row_blocks_with_the_same_result(rng, N):
+    # 32 x 96 = 3072 weight entries: under ROW_BLOCK_MAX_IO, so rows go in blocks of 1e6 // 3072 = 325.
+    a, b, g = rng.normal(size=(N, 32)), rng.normal(size=(32, 96)), rng.normal(size=(N, 96))
+    assert mm._small_block_rows(N, 32 * 96) == (325 if N > 325 else None)
+    np.testing.assert_allclose(mm.matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(mm.matmul_tn(a, g), a.T @ g, rtol=1e-12, atol=1e-11)
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    assert mm.matmul(a32, b32).dtype == np.float32
