@@ -86,14 +86,14 @@ def chain_backward(cache, dpz, dh_prevs, dq_mu, dq_sigma):
     d["a_i"] = d["a_h"] if is_lstm else np.empty((T, B, G), dtype)  # the LSTM sums a_i + a_h: one gradient
     dh0, dc0 = np.empty((B, config.h_dim), dtype), np.empty((B, s["c_prev"].shape[2]), dtype)
     n_chunks = _n_chunks(B, w["W_hcat"].size * B)
-    b = _blocks(w, ("W_hcatT", "W_headT", "W_z0T", "W_ipzT"), B, n_chunks)
+    b = _blocks(w, ("W_enc0hT", "W_hT", "W_headT", "W_z0T", "W_ipzT"), B, n_chunks)
     with _threads(n_chunks):
         BACKWARD[n_chunks > 1](
             is_lstm, n_chunks, np.ascontiguousarray(dpz), np.ascontiguousarray(dh_prevs),
             np.ascontiguousarray(dq_mu), np.ascontiguousarray(dq_sigma), np.ascontiguousarray(mask),
             np.ascontiguousarray(eps), s["h_prev"], s["c_prev"], s["enc_act"], s["slope"], s["pz_act"], s["a_h"],
-            s["gates"], s["tanh_c"], b["W_hcatT"], w["enc_WT"], b["W_headT"], b["W_z0T"], w["z_WT"],
-            b["W_ipzT"], d["enc"], d["head"], d["pz"], d["a_i"], d["a_h"], dh0, dc0)
+            s["gates"], s["tanh_c"], b["W_enc0hT"], b["W_hT"], w["enc_WT"], b["W_headT"], b["W_z0T"],
+            w["z_WT"], b["W_ipzT"], d["enc"], d["head"], d["pz"], d["a_i"], d["a_h"], dh0, dc0)
     return _input_and_weight_grads(config, px, w, s, d)
 
 
@@ -149,7 +149,8 @@ def _weights(params, config, dtype):
         "b_head": np.concatenate([params["enc.mu.b"], params["enc.sigma.b"]]),
         "W_z0": params["phi_z.l0.W"], "b_z0": params["phi_z.l0.b"],
     }
-    for name in ("W_hcat", "W_head", "W_z0", "W_ipz"):
+    w["W_enc0hT"], w["W_hT"] = W_enc0[F:].T, W_h.T  # h_{t-1}'s two readers, for backward
+    for name in ("W_head", "W_z0", "W_ipz"):
         w[name + "T"] = np.ascontiguousarray(w[name].T)
     for name in ("enc_W", "z_W"):
         w[name + "T"] = np.ascontiguousarray(w[name].transpose(0, 2, 1))
@@ -273,8 +274,8 @@ def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, W_hcat, b_h, e
 
 
 def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, mask, eps, h_prev, c_prev,
-                           enc_act, slope, pz_act, a_h, gates, tanh_c, W_hcatT, enc_WT, W_headT, W_z0T,
-                           z_WT, W_ipzT, d_enc, d_head, d_pz, da_i, da_h, dh0, dc0):
+                           enc_act, slope, pz_act, a_h, gates, tanh_c, W_enc0hT, W_hT, enc_WT, W_headT,
+                           W_z0T, z_WT, W_ipzT, d_enc, d_head, d_pz, da_i, da_h, dh0, dc0):
     """_chain_forward_loop in reverse, newest step first; dh (and dc) carry d loss / d state."""
     T, B, F = dpz_ext.shape
     L, Z, H, Hc = d_enc.shape[0], eps.shape[2], h_prev.shape[2], c_prev.shape[2]
@@ -288,8 +289,7 @@ def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, ma
         dp, dp_next = np.empty((nb, F), dpz_ext.dtype), np.empty((nb, F), dpz_ext.dtype)
         de, de_sig = np.empty((nb, F), dpz_ext.dtype), np.empty((nb, F), dpz_ext.dtype)
         dz = np.empty((nb, Z), dpz_ext.dtype)
-        dcat = np.empty((nb, F + G), dpz_ext.dtype)
-        dh_mat = np.empty((nb, H), dpz_ext.dtype)
+        dh_enc, dh_cell = np.empty((nb, H), dpz_ext.dtype), np.empty((nb, H), dpz_ext.dtype)
         for t in range(T - 1, -1, -1):
             _masked_update_backward(mask[t, r0:r1], dh, dh_new, dh_keep)
             if is_lstm:
@@ -318,12 +318,13 @@ def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, ma
                 np.dot(d_enc[l, t, r0:r1], enc_WT[l - 1], de_sig)
                 de[:] = de_sig
             _relu_backward(de, enc_act[0, t, r0:r1], d_enc[0, t, r0:r1])
-            dcat[:, :F] = d_enc[0, t, r0:r1]
-            dcat[:, F:] = da_h[t, r0:r1]
-            dot_blocks(dcat, W_hcatT, dh_mat)  # both readers of h_{t-1}: encoder layer 0 and the recurrence
+            # h_{t-1}'s two readers, encoder layer 0 and the recurrence: two products (one with [W_enc0h | W_h]
+            # would be too deep, K = F + G, for the small-matrix path at big sizes)
+            dot_blocks(d_enc[0, t, r0:r1], W_enc0hT, dh_enc)
+            dot_blocks(da_h[t, r0:r1], W_hT, dh_cell)
             for i in range(nb):
                 for j in range(H):
-                    dh[i, j] = dh_keep[i, j] + dh_mat[i, j] + dh_ext[t, r0 + i, j]
+                    dh[i, j] = dh_keep[i, j] + dh_enc[i, j] + dh_cell[i, j] + dh_ext[t, r0 + i, j]
                     if not is_lstm:
                         dh[i, j] += dh_gates[i, j]  # the GRU's direct path u * dh_new
             if is_lstm:
