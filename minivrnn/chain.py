@@ -15,7 +15,10 @@ model.py. So the loop here does just the products that must be sequential, per t
 
 and stores every pre-activation's input so that, after the backward loop, each weight gradient is one
 matrix product over all T*B rows (no accumulation inside the loop at all). Sequences are independent, so
-the batch is split into chunks run in parallel (``prange``); each chunk writes only its own rows.
+the batch is split into chunks run in parallel (``prange``); each chunk writes only its own rows. The
+loop's products have only B rows each; they multiply by their weight in column blocks small enough for
+OpenBLAS's unpacked small-matrix path (``dot_blocks``, ops/matmul.py), and the element-wise passes are
+written over row views so that they vectorise (ops/vecmath.py).
 """
 import types
 from contextlib import contextmanager

@@ -4,15 +4,18 @@ Outside the sequential chain, every product of a training step has one row per f
 rows are independent. With more than one thread, ``matmul`` (a @ b) gives each thread a contiguous block of
 rows and one BLAS call on it; ``matmul_tn`` (a.T @ b, a weight gradient: a sum over the rows) gives each
 thread its own partial sum, and the partial sums are added serially afterwards (no shared accumulator).
-With one thread, or a product too small to pay for a second thread, both are NumPy's ``@``. ``sum_rows``
-is the bias gradient's sum over the rows.
+With one thread, or a product too small to pay for a second thread, both are NumPy's ``@`` - except those
+with a small weight side, which run as blocks of rows (below). ``sum_rows`` is a bias gradient's sum over
+the rows.
 
-Inside the sequential chain the products are skinny instead: B rows (one per sequence) times a whole
-weight matrix, once per time step. OpenBLAS copies ("packs") both operands into its own layout on every
-call, which for B = 32 rows costs as much as the arithmetic; but below M*N*K = 1e6 it takes a small-matrix
-path that reads the operands as they are (AVX-512 builds: 150-210 GFLOP/s there against 80-105 just
-above). ``column_blocks`` cuts a weight matrix once per training step into column blocks under that size,
-and ``dot_blocks`` multiplies by them, one small product per block.
+OpenBLAS copies ("packs") both operands into its own layout on every call, which for a skinny product
+costs as much as the arithmetic; but at M*N*K <= 1e6 it takes a small-matrix path that reads the operands
+as they are (measured with its SkylakeX kernels: 150-210 GFLOP/s there against 80-105 just above; its
+Haswell kernels have no such path and gain nothing, nor lose). Two kinds of product are cut to fit:
+- inside the sequential chain, B rows (one per sequence) times a whole weight matrix at every time step:
+  ``column_blocks`` cuts the weight once per training step into column blocks, and ``dot_blocks``
+  multiplies by them, one small product per block;
+- over all T*B rows with a small weight (the tiny model's): blocks of rows, one small product each.
 """
 import numba
 import numpy as np
@@ -27,9 +30,12 @@ from ._jit import KERNEL_OPTIONS, kernel
 PARALLEL_MIN_WORK = 8_000_000
 
 
+# OpenBLAS (0.3.x) multiplies without packing when M * N * K is at most this.
+SMALL_GEMM_MNK = 1_000_000
+
 # A product whose weight side has at most this many entries (I * O) runs on one thread as blocks of rows under
-# SMALL_GEMM_MNK, each block taking OpenBLAS's unpacked path: measured 1.2-1.5x faster at the tiny model's
-# sizes (800 rows by 32 by 96, say). With bigger weights the blocks get too thin to gain.
+# SMALL_GEMM_MNK: measured 1.2-1.5x faster at the tiny model's sizes (800 rows by 32 by 96, say). With bigger
+# weights the blocks get too thin to gain.
 ROW_BLOCK_MAX_IO = 10_000
 
 
@@ -73,10 +79,6 @@ def sum_rows(a):
     return out
 
 
-# OpenBLAS (0.3.x, SkylakeX kernels) multiplies without packing when M * N * K is at most this.
-SMALL_GEMM_MNK = 1_000_000
-
-
 def column_blocks(W, rows):
     """W (K, N) as zero-padded column blocks (n, K, bw) for ``dot_blocks`` with ``rows``-row left operands:
     bw a multiple of 8 with rows * K * bw <= SMALL_GEMM_MNK. A W small enough already is one block, (1, K, N),
@@ -85,13 +87,17 @@ def column_blocks(W, rows):
     widest = SMALL_GEMM_MNK // max(rows * K, 1) // 8 * 8
     if widest >= N or widest < 16:
         return np.ascontiguousarray(W)[None]
-    n = -(-N // widest)  # as few blocks as the limit allows, then as even as multiples of 8 allow
-    width = -(-(-(-N // n)) // 8) * 8
+    n = _ceil_div(N, widest)  # as few blocks as the limit allows, then as even as multiples of 8 allow
+    width = _ceil_div(_ceil_div(N, n), 8) * 8
     blocks = np.zeros((n, K, width), W.dtype)
     for i in range(n):
         part = W[:, i * width:(i + 1) * width]
         blocks[i, :, :part.shape[1]] = part
     return blocks
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
 
 
 def _small_block_rows(n_rows, weight_size):
