@@ -6,9 +6,15 @@ Dimension letters used in every shape comment:
 Data are time-major: x has shape (T, B, D), with a (T, B) mask for padded variable-length batches.
 
 Importing this package compiles nothing: Numba kernels compile (or load from their on-disk cache) the first
-time they are called.
+time they are called. Cached kernels from older sources are dropped first (_kernel_cache.py).
 """
-from .model import VRNNConfig, init_params, loss_and_grads
+from pathlib import Path
+
+from ._kernel_cache import clear_stale_kernels
+
+clear_stale_kernels(Path(__file__).parent)
+
+from .model import VRNNConfig, init_params, loss_and_grads  # noqa: E402  (after the cache check)
 
 __all__ = ["VRNNConfig", "init_params", "loss_and_grads"]
 __version__ = "0.1.0"
