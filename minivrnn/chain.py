@@ -282,7 +282,6 @@ def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, ma
     """_chain_forward_loop in reverse, newest step first; dh (and dc) carry d loss / d state."""
     T, B, F = dpz_ext.shape
     L, Z, H, Hc = d_enc.shape[0], eps.shape[2], h_prev.shape[2], c_prev.shape[2]
-    G = da_h.shape[2]
     for chunk in prange(n_chunks):
         r0, r1 = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
         nb = r1 - r0

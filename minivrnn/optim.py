@@ -58,14 +58,12 @@ class Adam:
 
 def global_norm(grads):
     """sqrt of the sum of squares of every gradient entry (accumulated in float64)."""
-    groups = {}
-    for g in grads.values():
-        groups.setdefault(g.dtype, []).append(np.ascontiguousarray(g).reshape(-1))
-    return float(np.sqrt(sum(_sum_of_squares(tuple(flat)) for flat in groups.values())))
+    flat = lambda names: tuple(np.ascontiguousarray(grads[n]).reshape(-1) for n in names)
+    return float(np.sqrt(sum(_sum_of_squares(flat(names)) for names in _by_dtype(grads, grads))))
 
 
 def _by_dtype(params, names):
-    """``names`` grouped by their parameter's dtype, in order: lists of names."""
+    """``names`` grouped by the dtype of their array in ``params``, in order: lists of names."""
     groups = {}
     for name in names:
         groups.setdefault(params[name].dtype, []).append(name)
