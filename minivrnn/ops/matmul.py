@@ -144,9 +144,10 @@ def _sum_rows_kernel(a, out):
 
 @kernel
 def dot_blocks(a, blocks, out):
-    """out = a @ W for W given as ``column_blocks(W, rows)``: one product per block (a (rows, K), out (rows, N))."""
+    """out = a @ W for W given as ``column_blocks(W, rows)``: one product per block; a (rows, K), out (rows, N).
+    A single block is W itself (never padded)."""
     N, width = out.shape[1], blocks.shape[2]
-    if blocks.shape[0] == 1 and width == N:
+    if blocks.shape[0] == 1:
         np.dot(a, blocks[0], out)
         return
     part = np.empty((a.shape[0], width), out.dtype)
