@@ -17,8 +17,9 @@ and stores every pre-activation's input so that, after the backward loop, each w
 matrix product over all T*B rows (no accumulation inside the loop at all). Sequences are independent, so
 the batch is split into chunks run in parallel (``prange``); each chunk writes only its own rows. The
 loop's products have only B rows each; they multiply by their weight in column blocks small enough for
-OpenBLAS's unpacked small-matrix path (``dot_blocks``, ops/matmul.py), and the element-wise passes are
-written over row views so that they vectorise (ops/vecmath.py).
+OpenBLAS's unpacked small-matrix path or, for a big weight, turned round as out.T = W.T @ a.T (``dot_blocks``,
+ops/matmul.py), and the element-wise passes are written over row views so that they vectorise
+(ops/vecmath.py).
 """
 import types
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from numba import njit, prange
 from .ops import gru, lstm
 from .ops._jit import KERNEL_OPTIONS, kernel
 from .ops.activations import _softplus
-from .ops.matmul import column_blocks, dot_blocks, matmul, matmul_tn, sum_rows
+from .ops.matmul import chain_operand, dot_blocks, matmul, matmul_tn, sum_rows
 from .ops.gru import _gru_gates_step, _gru_gates_step_backward
 from .ops.lstm import _lstm_gates_step, _lstm_gates_step_backward
 from .ops.recurrent import _masked_update, _masked_update_backward
@@ -62,7 +63,7 @@ def chain_forward(params, config, px, mask, eps, state0):
     }
     h_out, c_out = np.empty((B, H), dtype), np.empty((B, Hc), dtype)
     n_chunks = _n_chunks(B, w["W_hcat"].size * B)
-    b = _blocks(w, ("W_hcat", "W_head", "W_z0", "W_ipz"), B, n_chunks)
+    b = _operands(w, ("W_hcat", "W_head", "W_z0", "W_ipz"), B, n_chunks, transpose=False)
     with _threads(n_chunks):
         FORWARD[n_chunks > 1](
             is_lstm, n_chunks, ax.reshape(T, B, F + G), np.ascontiguousarray(eps),
@@ -89,14 +90,14 @@ def chain_backward(cache, dpz, dh_prevs, dq_mu, dq_sigma):
     d["a_i"] = d["a_h"] if is_lstm else np.empty((T, B, G), dtype)  # the LSTM sums a_i + a_h: one gradient
     dh0, dc0 = np.empty((B, config.h_dim), dtype), np.empty((B, s["c_prev"].shape[2]), dtype)
     n_chunks = _n_chunks(B, w["W_hcat"].size * B)
-    b = _blocks(w, ("W_enc0hT", "W_hT", "W_headT", "W_z0T", "W_ipzT"), B, n_chunks)
+    b = _operands(w, ("W_enc0h", "W_h", "W_head", "W_z0", "W_ipz"), B, n_chunks, transpose=True)
     with _threads(n_chunks):
         BACKWARD[n_chunks > 1](
             is_lstm, n_chunks, np.ascontiguousarray(dpz), np.ascontiguousarray(dh_prevs),
             np.ascontiguousarray(dq_mu), np.ascontiguousarray(dq_sigma), np.ascontiguousarray(mask),
             np.ascontiguousarray(eps), s["h_prev"], s["c_prev"], s["enc_act"], s["slope"], s["pz_act"], s["a_h"],
-            s["gates"], s["tanh_c"], b["W_enc0hT"], b["W_hT"], w["enc_WT"], b["W_headT"], b["W_z0T"],
-            w["z_WT"], b["W_ipzT"], d["enc"], d["head"], d["pz"], d["a_i"], d["a_h"], dh0, dc0)
+            s["gates"], s["tanh_c"], b["W_enc0h"], b["W_h"], w["enc_WT"], b["W_head"], b["W_z0"],
+            w["z_WT"], b["W_ipz"], d["enc"], d["head"], d["pz"], d["a_i"], d["a_h"], dh0, dc0)
     return _input_and_weight_grads(config, px, w, s, d)
 
 
@@ -152,18 +153,20 @@ def _weights(params, config, dtype):
         "b_head": np.concatenate([params["enc.mu.b"], params["enc.sigma.b"]]),
         "W_z0": params["phi_z.l0.W"], "b_z0": params["phi_z.l0.b"],
     }
-    w["W_enc0hT"], w["W_hT"] = W_enc0[F:].T, W_h.T  # h_{t-1}'s two readers, for backward
-    for name in ("W_head", "W_z0", "W_ipz"):
-        w[name + "T"] = np.ascontiguousarray(w[name].T)
+    w["W_enc0h"], w["W_h"] = W_enc0[F:], W_h  # h_{t-1}'s two readers, apart for backward
     for name in ("enc_W", "z_W"):
         w[name + "T"] = np.ascontiguousarray(w[name].transpose(0, 2, 1))
     return {k: np.ascontiguousarray(v) for k, v in w.items()}
 
 
-def _blocks(w, names, B, n_chunks):
-    """The loop's weights as column blocks for ``dot_blocks`` (ops/matmul.py): sized for one chunk's rows."""
+def _operands(w, names, B, n_chunks, transpose):
+    """The loop's weights (or, for backward, their transposes) in the form ``dot_blocks`` (ops/matmul.py) is
+    fastest with at one chunk's rows: column blocks, or the product turned round (which reads W.T's transpose,
+    W itself, so backward needs no transposed copy there)."""
     rows = -(-B // n_chunks)
-    return {name: column_blocks(w[name], rows) for name in names}
+    if transpose:
+        return {name: chain_operand(w[name].T, rows, WT=w[name]) for name in names}
+    return {name: chain_operand(w[name], rows) for name in names}
 
 
 # Below this many multiply-adds per time step (B * H * (F + G), the product with h_{t-1}) a second thread

@@ -52,7 +52,7 @@ def test_column_blocks_are_small_products_that_make_up_the_whole(rng, rows, K, N
     np.testing.assert_array_equal(np.concatenate(list(blocks), axis=1)[:, N:], 0)
     a = rng.normal(size=(rows, K))
     out = np.empty((rows, N))
-    mm.dot_blocks(a, blocks, out)
+    mm.dot_blocks(a, (blocks, False), out)
     np.testing.assert_allclose(out, a @ W, rtol=1e-12, atol=1e-12)
 
 
@@ -63,7 +63,7 @@ def test_small_or_very_deep_weights_stay_one_block(rng, rows, K, N):
     blocks = mm.column_blocks(W, rows)
     assert blocks.shape == (1, K, N)
     a, out = rng.normal(size=(rows, K)), np.empty((rows, N))
-    mm.dot_blocks(a, blocks, out)
+    mm.dot_blocks(a, (blocks, False), out)
     np.testing.assert_allclose(out, a @ W, rtol=1e-12, atol=1e-12)
 
 
@@ -76,3 +76,27 @@ def test_small_weights_run_as_row_blocks_with_the_same_result(rng, N):
     np.testing.assert_allclose(mm.matmul_tn(a, g), a.T @ g, rtol=1e-12, atol=1e-11)
     a32, b32 = a.astype(np.float32), b.astype(np.float32)
     assert mm.matmul(a32, b32).dtype == np.float32
+
+
+@pytest.mark.parametrize("rows, K, N, transposed", [(32, 1536, 512, True), (16, 1024, 256, True),
+                                                    (32, 512, 512, True), (32, 512, 1536, False),
+                                                    (32, 128, 512, False), (32, 1536, 128, False),
+                                                    (8, 1536, 512, False)])
+def test_deep_chain_weights_are_multiplied_transposed(rng, rows, K, N, transposed):
+    # With rows * K >= 16384 and 256 <= N <= K, out.T = W.T @ a.T (the weight as the left side) is the faster form.
+    W = rng.normal(size=(K, N))
+    operand = mm.chain_operand(W, rows)
+    assert operand[1] == transposed
+    if transposed:
+        assert operand[0].shape == (1, N, K) and operand[0].flags.c_contiguous
+        np.testing.assert_array_equal(operand[0][0], W.T)
+        WT = np.ascontiguousarray(W.T)
+        assert mm.chain_operand(W, rows, WT=WT)[0].base is WT  # a transpose that exists is not copied again
+    else:
+        np.testing.assert_array_equal(operand[0], mm.column_blocks(W, rows))
+    a, out = rng.normal(size=(rows, K)), np.empty((rows, N))
+    mm.dot_blocks(a, operand, out)
+    np.testing.assert_allclose(out, a @ W, rtol=1e-12, atol=1e-12)
+    a32, out32 = a.astype(np.float32), np.empty((rows, N), np.float32)
+    mm.dot_blocks(a32, (operand[0].astype(np.float32), operand[1]), out32)
+    np.testing.assert_allclose(out32, a @ W, rtol=1e-4, atol=1e-3 * np.sqrt(K))
