@@ -23,7 +23,6 @@ from .ops.pen import (
     bivariate_gmm_logpdf_backward,
     bivariate_gmm_logpdf_forward,
 )
-from .params import add_prefixed, sub
 
 # The correlation is rho = tanh(a) with a clipped to [-RHO_CLIP, RHO_CLIP]: beyond ~9, tanh rounds to exactly
 # +-1 in float32, where N2's log-density is undefined. tanh(8) = 1 - 2.3e-7 is still below 1 in float32.
@@ -65,30 +64,23 @@ def sigma_backward(dsigma, cache):
 def gaussian_head_forward(params, name, features, sigma_min):
     """[mu, sigma] = heads of ``name`` on ``features`` (the prior eq. 4, the encoder eq. 8). The two heads
     read the same features, so they run as one linear layer with their weights side by side, [W_mu | W_sig]."""
-    Z = params[f"{name}.mu.W"].shape[1]
-    both = {"W": np.concatenate([params[f"{name}.mu.W"], params[f"{name}.sigma.W"]], axis=1),  # (F, 2Z)
-            "b": np.concatenate([params[f"{name}.mu.b"], params[f"{name}.sigma.b"]])}
-    a, linear_cache = linear_forward(both, features)  # (..., 2Z) = [a_mu | a_sig]
-    sigma, sigma_cache = sigma_forward(a[..., Z:], sigma_min)
-    return (np.ascontiguousarray(a[..., :Z]), sigma), (linear_cache, sigma_cache, name, Z)
+    raw, cache = _side_by_side_forward(params, name, ("mu", "sigma"), features)  # [a_mu | a_sig]: one product
+    sigma, sigma_cache = sigma_forward(raw["sigma"], sigma_min)
+    return (raw["mu"], sigma), (cache, sigma_cache)
 
 
 def gaussian_head_backward(dmu, dsigma, cache):
     """Returns (dfeatures, grads) with grads keyed by full parameter names."""
-    linear_cache, sigma_cache, name, Z = cache
-    da = np.concatenate([dmu, sigma_backward(dsigma, sigma_cache)], axis=-1)  # [d a_mu | d a_sig]
-    dfeatures, g = linear_backward(da, linear_cache)
-    grads = {f"{name}.mu.W": np.ascontiguousarray(g["W"][:, :Z]), f"{name}.mu.b": g["b"][:Z],
-             f"{name}.sigma.W": np.ascontiguousarray(g["W"][:, Z:]), f"{name}.sigma.b": g["b"][Z:]}
-    return dfeatures, grads
+    cache, sigma_cache = cache
+    return _side_by_side_backward({"mu": dmu, "sigma": sigma_backward(dsigma, sigma_cache)}, cache)
 
 
 def output_params_forward(params, kind, features, x_dim, n_mix, sigma_min):
-    """The decoder's distribution parameters from its features (N, F); a dict of arrays."""
+    """The decoder's distribution parameters from its features (N, F); a dict of arrays. The heads read the
+    same features, so they run as one linear layer with their weights side by side."""
     N = features.shape[0]
-    raw, caches = {}, {}
-    for head in OUTPUT_HEADS[kind]:
-        raw[head], caches[head] = linear_forward(sub(params, f"dec.{head}."), features)
+    raw, heads_cache = _side_by_side_forward(params, "dec", OUTPUT_HEADS[kind], features)  # one product
+    caches = {"heads": heads_cache}
     out = {"mu": raw["mu"]}
     out["sigma"], caches["sigma_act"] = sigma_forward(raw["sigma"], sigma_min)
     if kind == "gmm":
@@ -116,11 +108,32 @@ def output_params_backward(dout, cache):
     if kind == "pen":
         draw["rho"] = tanh_backward(dout["rho"], caches["rho_act"]) * caches["rho_inside"]  # 0 where clipped
         draw["pen"] = dout["pen"][:, None]
-    dfeatures, grads = 0, {}
-    for head in OUTPUT_HEADS[kind]:
-        df, g = linear_backward(draw[head], caches[head])
-        dfeatures = dfeatures + df
-        add_prefixed(grads, f"dec.{head}.", g)
+    return _side_by_side_backward(draw, caches["heads"])
+
+
+def _side_by_side_forward(params, name, heads, features):
+    """Every head ``{name}.{head}`` on the same features as one linear layer, the weights side by side, then
+    cut back into the heads: ({head: (..., width)}, cache)."""
+    Ws = [params[f"{name}.{head}.W"] for head in heads]
+    W = np.concatenate(Ws, axis=1)  # (F, sum of widths)
+    b = np.concatenate([params[f"{name}.{head}.b"] for head in heads])
+    a, linear_cache = linear_forward({"W": W, "b": b}, features)
+    cuts, start = [], 0  # (start, end) of each head's columns
+    for w in Ws:
+        cuts.append((start, start + w.shape[1]))
+        start += w.shape[1]
+    raw = {head: np.ascontiguousarray(a[..., i:j]) for head, (i, j) in zip(heads, cuts)}
+    return raw, (linear_cache, name, heads, cuts)
+
+
+def _side_by_side_backward(draw, cache):
+    """Backward of _side_by_side_forward: (dfeatures, grads keyed by full parameter names)."""
+    linear_cache, name, heads, cuts = cache
+    da = np.concatenate([draw[head] for head in heads], axis=-1)
+    dfeatures, g = linear_backward(da, linear_cache)
+    grads = {}
+    for head, (i, j) in zip(heads, cuts):
+        grads[f"{name}.{head}.W"], grads[f"{name}.{head}.b"] = np.ascontiguousarray(g["W"][:, i:j]), g["b"][i:j]
     return dfeatures, grads
 
 

@@ -6,7 +6,7 @@ Parameters live in plain dicts: a layer is ``{"W", "b"}``; an MLP is ``{"l0.W", 
 import numpy as np
 
 from .._validate import check_arrays, check_like
-from .activations import relu_backward, relu_forward
+from .activations import _relu, _relu_grad
 from .matmul import matmul, matmul_tn, sum_rows
 
 
@@ -23,17 +23,26 @@ def linear_forward(params, x):
     """y = x @ W + b for x of shape (..., in); returns (y, cache)."""
     W, b = params["W"], params["b"]
     check_arrays(x=(x, "... I"), W=(W, "I O"), b=(b, "O"))
-    x2 = x.reshape(-1, x.shape[-1])  # (N, in), N the product of the leading axes: one matrix product
-    y = matmul(x2, W)
-    y += b  # in place: no second (N, out) array
-    y = y.reshape(x.shape[:-1] + (W.shape[1],))  # (..., out)
-    return y, (x, W)
+    return _affine(x, W, b), (x, W)
 
 
 def linear_backward(dy, cache, input_grad=True):
     """Backward of linear_forward: returns (dx, {"W": dW, "b": db}); dx is None if ``input_grad`` is False."""
     x, W = cache
     check_like("dy", dy, x.shape[:-1] + W.shape[1:], x.dtype, "... O")  # y is (..., out)
+    return _affine_backward(dy, x, W, input_grad)
+
+
+def _affine(x, W, b):
+    """x @ W + b, shapes already checked."""
+    x2 = x.reshape(-1, x.shape[-1])  # (N, in), N the product of the leading axes: one matrix product
+    y = matmul(x2, W)
+    y += b  # in place: no second (N, out) array
+    return y.reshape(x.shape[:-1] + (W.shape[1],))  # (..., out)
+
+
+def _affine_backward(dy, x, W, input_grad):
+    """linear_backward after its check."""
     x2 = x.reshape(-1, x.shape[-1])  # (N, in)
     dy2 = dy.reshape(-1, dy.shape[-1])  # (N, out)
     dx = matmul(dy2, W.T).reshape(x.shape) if input_grad else None  # (..., in)
@@ -52,29 +61,39 @@ def init_mlp(rng, n_in, widths, dtype=np.float64):
 
 def mlp_forward(params, x):
     """Every layer is Linear then ReLU; returns (y, cache) with y the last layer's activations."""
+    n = _n_layers(params)
+    check_arrays(x=(x, "... I0"), **_layer_specs(params, n))  # every layer's shapes, in one check
     caches = []
-    for i in range(_n_layers(params)):
-        a, linear_cache = linear_forward(layer(params, i), x)
-        x, relu_cache = relu_forward(a)
-        caches.append((linear_cache, relu_cache))
+    for i in range(n):
+        W = params[f"l{i}.W"]
+        a = _affine(x, W, params[f"l{i}.b"])
+        caches.append(((x, W), _relu(a)))  # (linear_forward's cache, relu_forward's)
+        x = caches[-1][1]
     return x, caches
 
 
 def mlp_backward(dy, cache, input_grad=True):
     """Backward of mlp_forward, walking the layers in reverse: returns (dx, grads). With ``input_grad=False``
     (the MLP reads the data, as phi_x does) the first layer's dx product is skipped and dx is None."""
+    if cache:  # (an MLP with no layers passes dy through)
+        y = cache[-1][1]
+        check_like("dy", dy, y.shape, y.dtype, "... O")
     grads = {}
     for i in reversed(range(len(cache))):
-        linear_cache, relu_cache = cache[i]
-        da = relu_backward(dy, relu_cache)
-        dy, layer_grads = linear_backward(da, linear_cache, input_grad=input_grad or i > 0)
+        (x, W), relu_cache = cache[i]
+        da = _relu_grad(dy, relu_cache)
+        dy, layer_grads = _affine_backward(da, x, W, input_grad or i > 0)
         grads[f"l{i}.W"], grads[f"l{i}.b"] = layer_grads["W"], layer_grads["b"]
     return dy, grads
 
 
-def layer(params, i):
-    """The ``{"W", "b"}`` of layer ``i`` of an MLP's parameter dict."""
-    return {"W": params[f"l{i}.W"], "b": params[f"l{i}.b"]}
+def _layer_specs(params, n):
+    """check_arrays specs chaining the layers: l{i}.W is (I{i}, I{i+1}) and l{i}.b is (I{i+1},)."""
+    specs = {}
+    for i in range(n):
+        specs[f"l{i}.W"] = (params[f"l{i}.W"], f"I{i} I{i + 1}")
+        specs[f"l{i}.b"] = (params[f"l{i}.b"], f"I{i + 1}")
+    return specs
 
 
 def _n_layers(params):

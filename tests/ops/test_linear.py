@@ -88,6 +88,19 @@ def test_bad_shapes_name_the_argument():
         linear_forward(params, np.zeros((4, 5)))
 
 
+def test_an_mlp_checks_all_its_layers_and_names_the_one_that_does_not_fit():
+    params = init_mlp(np.random.default_rng(0), 3, [4, 5])
+    params["l1.W"] = np.zeros((6, 5))  # layer 0 gives 4 features, layer 1 expects 6
+    with pytest.raises(ValueError, match=r"l1\.W: expected shape \(I1, I2\) = \(4, \?\), got \(6, 5\)"):
+        mlp_forward(params, np.zeros((2, 3)))
+    params = init_mlp(np.random.default_rng(0), 3, [4, 5])
+    with pytest.raises(ValueError, match=r"x: expected shape \(\.\.\., I0\)"):
+        mlp_forward(params, np.zeros(()))
+    y, cache = mlp_forward(params, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"dy: expected shape"):
+        mlp_backward(np.zeros((2, 4)), cache)
+
+
 @given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 5))
 def test_shapes_preserved(n, i, o):
     params = init_linear(np.random.default_rng(0), i, o)
