@@ -160,9 +160,9 @@ def _weights(params, config, dtype):
 
 
 def _operands(w, names, B, n_chunks, transpose):
-    """The loop's weights (or, for backward, their transposes) in the form ``dot_blocks`` (ops/matmul.py) is
-    fastest with at one chunk's rows: column blocks, or the product turned round (which reads W.T's transpose,
-    W itself, so backward needs no transposed copy there)."""
+    """The loop's weights (for backward, their transposes) in the form ``dot_blocks`` (ops/matmul.py) multiplies
+    one chunk's rows by fastest: column blocks, or the product turned round. Turned round, a transpose's
+    product reads W itself, so backward then needs no transposed copy of W."""
     rows = -(-B // n_chunks)
     if transpose:
         return {name: chain_operand(w[name].T, rows, WT=w[name]) for name in names}

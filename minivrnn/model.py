@@ -18,10 +18,12 @@ import numpy as np
 from . import heads
 from ._validate import check_arrays
 from .chain import chain_backward, chain_forward
-from .ops.gru import gru_cell_forward, gru_sequence_backward, gru_sequence_forward, init_gru
+from .ops import gru, lstm
+from .ops.gru import gru_sequence_backward, gru_sequence_forward, init_gru
 from .ops.kl import kl_gaussian_backward, kl_gaussian_forward
 from .ops.linear import init_mlp, mlp_backward, mlp_forward
-from .ops.lstm import init_lstm, lstm_cell_forward, lstm_sequence_backward, lstm_sequence_forward
+from .ops.lstm import init_lstm, lstm_sequence_backward, lstm_sequence_forward
+from .ops.recurrent import gate_param_specs
 from .params import add_prefixed, sub
 
 MODELS = ("vrnn-gauss", "vrnn-gmm", "vrnn-i-gauss", "rnn-gauss", "rnn-gmm")
@@ -184,13 +186,24 @@ def backward(cache):
 
 # --- the recurrence f (eqs. 1 and 6) -------------------------------------------------------------------
 
-def _cell_forward(params, config, x, state):
-    """One step of the recurrence for either cell (generation uses it); returns (new_state, cache)."""
+def _cell_forward(params, config, x, state, packed=None):
+    """One step of the recurrence for either cell (generation uses it); returns (new_state, cache). A loop over
+    steps passes ``packed = _packed_cell(params, config)``, made once, so that the gates are not packed again
+    at every step."""
+    packed = _packed_cell(params, config) if packed is None else packed
     if config.cell == "gru":
-        h, cache = gru_cell_forward(sub(params, "gru."), x, state[0])
+        h, cache = gru.packed_cell_forward(packed, x, state[0])
         return (h,), cache
-    (h, c), cache = lstm_cell_forward(sub(params, "lstm."), x, state[0], state[1])
+    (h, c), cache = lstm.packed_cell_forward(packed, x, state[0], state[1])
     return (h, c), cache
+
+
+def _packed_cell(params, config):
+    """The cell's gates side by side (gru.pack or lstm.pack), its parameters' shapes checked."""
+    module = gru if config.cell == "gru" else lstm
+    cell = sub(params, f"{config.cell}.")
+    check_arrays(**gate_param_specs(cell, module.GATES))
+    return module.pack(cell)
 
 
 def _rnn_recurrence_forward(params, config, px, mask, state0):

@@ -7,7 +7,7 @@ another implementation can reproduce exactly from the same noise.
 import numpy as np
 
 from . import heads
-from .model import _cell_forward, _prior_forward, initial_state
+from .model import _cell_forward, _packed_cell, _prior_forward, initial_state
 from .ops.linear import mlp_forward
 from .params import sub
 
@@ -38,6 +38,7 @@ def sample_with_noise(params, config, noise, *, state0=None):
     n_steps, n_sequences = noise["u_pen"].shape
     state = initial_state(config, n_sequences, dtype) if state0 is None else tuple(state0)
     xs = np.empty((n_steps, n_sequences, config.x_dim), dtype=dtype)
+    cell = _packed_cell(params, config)  # the gates side by side, once for every step
     for t in range(n_steps):
         h = state[0]
         if config.latent:
@@ -54,5 +55,5 @@ def sample_with_noise(params, config, noise, *, state0=None):
         xs[t] = heads.output_sample(out, config.output_kind, step_noise)  # eq. (5)
         px, _ = mlp_forward(sub(params, "phi_x."), xs[t])
         cell_in = np.concatenate([px, pz], axis=1) if config.latent else px
-        state, _ = _cell_forward(params, config, cell_in, state)  # eq. (6)
+        state, _ = _cell_forward(params, config, cell_in, state, cell)  # eq. (6)
     return xs

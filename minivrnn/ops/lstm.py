@@ -15,7 +15,7 @@ import numpy as np
 from .._validate import check_arrays, check_like
 from ._jit import kernel
 from .activations import _sigmoid, _tanh
-from .matmul import sum_rows
+from .matmul import matmul, sum_rows
 from .recurrent import (
     _masked_update,
     _masked_update_backward,
@@ -51,10 +51,16 @@ def unpack(W_i, W_h, b_i, b_h):
 def lstm_cell_forward(params, x, h, c):
     """One LSTM step, eq. (6); x (B, I), h and c (B, H); returns ((h_new, c_new), cache)."""
     check_arrays(**gate_param_specs(params, GATES), x=(x, "B I"), h=(h, "B H"), c=(c, "B H"))
-    W_i, W_h, b_i, b_h = pack(params)
+    return packed_cell_forward(pack(params), x, h, c)
+
+
+def packed_cell_forward(packed, x, h, c):
+    """lstm_cell_forward with the gates already packed (``pack(params)``) and the shapes already checked (for a
+    generation loop, which packs once for all its steps)."""
+    W_i, W_h, b_i, b_h = packed
     h, c = np.ascontiguousarray(h), np.ascontiguousarray(c)
-    a_i = x @ W_i + b_i  # (B, 4H)
-    a_h = h @ W_h + b_h  # (B, 4H)
+    a_i = matmul(x, W_i) + b_i  # (B, 4H)
+    a_h = matmul(h, W_h) + b_h  # (B, 4H)
     gates, tanh_c = np.empty_like(a_i), np.empty_like(c)
     h_new, c_new = np.empty_like(h), np.empty_like(c)
     _lstm_gates_step(a_i, a_h, c, gates, tanh_c, c_new, h_new)

@@ -100,3 +100,14 @@ def test_deep_chain_weights_are_multiplied_transposed(rng, rows, K, N, transpose
     a32, out32 = a.astype(np.float32), np.empty((rows, N), np.float32)
     mm.dot_blocks(a32, (operand[0].astype(np.float32), operand[1]), out32)
     np.testing.assert_allclose(out32, a @ W, rtol=1e-4, atol=1e-3 * np.sqrt(K))
+
+
+@pytest.mark.parametrize("rows, I, O", [(32, 1024, 512), (1, 512, 512), (64, 256, 1024)])
+def test_skinny_products_turned_round_give_the_same_contiguous_result(rng, rows, I, O):
+    # A few rows times a big weight (a generation step's products) runs as (b.T @ a.T).T.
+    assert rows <= mm.SKINNY_MAX_ROWS and I * O >= mm.SKINNY_MIN_IO
+    a, b = rng.normal(size=(rows, I)), rng.normal(size=(I, O))
+    y = mm.matmul(a, b)
+    assert y.flags.c_contiguous and y.shape == (rows, O)
+    np.testing.assert_allclose(y, a @ b, rtol=1e-12, atol=1e-11)
+    assert mm.matmul(a.astype(np.float32), b.astype(np.float32)).dtype == np.float32
