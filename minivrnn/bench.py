@@ -1,7 +1,8 @@
 """Benchmark: minivrnn against its PyTorch twin, same model, same float32 data, same thread count.
 
 ``python -m minivrnn.bench`` prints, for each configuration and thread count, the training step time
-(forward + backward + Adam), sequences per second, sampling time, peak memory and the ratio to the twin, and
+(forward + backward + Adam), sequences per second, sampling time (generating T x B frames from noise drawn
+beforehand, the same noise on both sides), peak memory and the ratio to the twin, and
 the achieved GFLOP/s against this machine's measured matrix-multiply peak (a 1024x1024 float32 matmul);
 then a scaling sweep (time per step against T, B and H). It writes the table to ``benchmark.md`` and the
 sweep to ``scaling.png`` in ``--out``. Every measurement runs in its own worker process (one command), so
@@ -144,7 +145,7 @@ def _minivrnn_fns(config, params, x, mask, eps, threads):
 
     from minivrnn import loss_and_grads
     from minivrnn.optim import Adam
-    from minivrnn.sampling import sample
+    from minivrnn.sampling import draw_noise, sample_with_noise
 
     numba.set_num_threads(threads)
     opt = Adam(lr=1e-4)
@@ -154,7 +155,8 @@ def _minivrnn_fns(config, params, x, mask, eps, threads):
         opt.update(params, grads)
 
     T, B = mask.shape
-    return step, lambda: sample(params, config, T, B, np.random.default_rng(0))
+    noise = draw_noise(config, T, B, np.random.default_rng(0), np.float32)  # drawn once, as for the twin
+    return step, lambda: sample_with_noise(params, config, noise)
 
 
 def _twin_fns(config, params, x, mask, eps, threads):
