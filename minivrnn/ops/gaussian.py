@@ -65,24 +65,28 @@ def _gaussian_row(x, mu, sigma):
 
 @kernel
 def _gaussian_terms_kernel(x, mu, sigma, terms):
-    """terms = 2 log sigma + u^2 element by element, u = (x - mu) / sigma; arrays (N, D)."""
-    two = x.dtype.type(2.0)
-    for n in range(x.shape[0]):
-        xn, mn, sn, tn = x[n], mu[n], sigma[n], terms[n]
-        for d in range(x.shape[1]):
-            u = (xn[d] - mn[d]) / sn[d]
-            tn[d] = two * vecmath.log(sn[d]) + u * u
+    """terms = 2 log sigma + u^2 element by element, u = (x - mu) / sigma; arrays (N, D), taken as one pass
+    over all N*D entries (a row of D = 2 or 3 values is too short to vectorise on its own)."""
+    two, n = x.dtype.type(2.0), x.size
+    xf, mf, sf, tf = x.reshape(n), mu.reshape(n), sigma.reshape(n), terms.reshape(n)
+    for i in range(n):
+        u = (xf[i] - mf[i]) / sf[i]
+        tf[i] = two * vecmath.log(sf[i]) + u * u
 
 
 @kernel
 def _gaussian_backward_kernel(dlogp, x, mu, sigma, dx, dsigma):
     """gaussian_logpdf_backward for same-shape (N, D) arrays, the NumPy branch's lines fused per element:
-    du = -g u, dx = du / sigma, dsigma = -g / sigma - du u / sigma (g = dlogp[n]; dmu = -dx)."""
-    for n in range(x.shape[0]):
-        g = dlogp[n]
-        xn, mn, sn, dxn, dsn = x[n], mu[n], sigma[n], dx[n], dsigma[n]
-        for d in range(x.shape[1]):
-            u = (xn[d] - mn[d]) / sn[d]
-            du = -g * u
-            dxn[d] = du / sn[d]
-            dsn[d] = -g / sn[d] - du * u / sn[d]
+    du = -g u, dx = du / sigma, dsigma = -g / sigma - du u / sigma (g = dlogp[n]; dmu = -dx); one pass over
+    all N*D entries, with g first set beside every entry of its row."""
+    (N, D), n = x.shape, x.size
+    xf, mf, sf, dxf, dsf = x.reshape(n), mu.reshape(n), sigma.reshape(n), dx.reshape(n), dsigma.reshape(n)
+    g = np.empty(n, x.dtype)
+    for r in range(N):
+        for d in range(D):
+            g[r * D + d] = dlogp[r]
+    for i in range(n):
+        u = (xf[i] - mf[i]) / sf[i]
+        du = -g[i] * u
+        dxf[i] = du / sf[i]
+        dsf[i] = -g[i] / sf[i] - du * u / sf[i]
