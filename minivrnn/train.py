@@ -252,8 +252,7 @@ def train(args):
                 state["history"].append(record)
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(record) + "\n")
-                print(f"  epoch {epoch + 1}: train -ELBO {record['train_loss']:.3f}  "
-                      f"(KL {record['train_kl']:.3f}, rec {record['train_rec']:.3f})  validation {valid_loss:.3f}")
+                print(epoch_summary(record))
                 state.update(epoch=epoch + 1, batch=0, sums=[0.0, 0.0, 0.0, 0, 0])
                 if state["best"] is None or valid_loss < state["best"]:
                     state["best"], state["bad_epochs"] = valid_loss, 0
@@ -279,6 +278,15 @@ def train(args):
     print(f"done in {time.time() - t_start:.1f} s: {args.out}/ holds last.npz, best.npz, metrics.jsonl"
           + ("" if args.no_plots else " and the plots"))
     return 0
+
+
+def epoch_summary(record):
+    """The epoch's line. The two per-step figures compare like with like; the per-sequence ones do not: a training
+    sequence is a chunk of at most --max-len steps, a validation sequence is whole (often much longer)."""
+    return (f"  epoch {record['epoch']}: -ELBO per time step: train {record['train_per_step']:.3f}, "
+            f"validation {record['valid_per_step']:.3f}  |  per training chunk {record['train_loss']:.3f} "
+            f"(KL {record['train_kl']:.3f}, rec {record['train_rec']:.3f}), per validation sequence "
+            f"{record['valid_loss']:.3f}")
 
 
 def evaluate_bound(params, config, seqs, batch_size, seed):

@@ -24,16 +24,24 @@ def _params(out):
     return load_checkpoint(os.path.join(out, "last.npz"))["params"]
 
 
-def test_a_short_run_writes_checkpoints_metrics_and_plots(tmp_path):
+def test_a_short_run_writes_checkpoints_metrics_and_plots(tmp_path, capsys):
     out = str(tmp_path / "run")
     code = trainmod.main(SMALL[:-3] + ["--seed", "3", "--epochs", "3", "--out", out])
     assert code == 0
+    epoch_lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  epoch ")]
     for name in ("last.npz", "best.npz", "metrics.jsonl", "training_curve.png", "kl_per_step.png",
                  "samples.png"):
         assert os.path.getsize(os.path.join(out, name)) > 0, name
     records = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert all(np.isfinite(r["valid_loss"]) for r in records)
+    # each epoch's line puts the two per-time-step figures side by side (the per-sequence ones are not
+    # comparable: training chunks of at most --max-len steps against whole validation sequences)
+    assert len(epoch_lines) == 3
+    for line, r in zip(epoch_lines, records):
+        assert (f"-ELBO per time step: train {r['train_per_step']:.3f}, validation {r['valid_per_step']:.3f}"
+                in line), line
+        assert f"per validation sequence {r['valid_loss']:.3f}" in line
     ck = np.load(os.path.join(out, "last.npz"))  # loadable by plain NumPy
     assert "param/gru.W_ir" in ck.files and "config" in ck.files and "adam/step" in ck.files
 
