@@ -196,6 +196,15 @@ def _n_chunks(B, step_work):
 
 
 @kernel
+def _any_padded(m):
+    """True if any row of this step is padding (m != 1). Most steps have none: they skip the masked update."""
+    for b in range(m.shape[0]):
+        if m[b] != 1:
+            return True
+    return False
+
+
+@kernel
 def _relu_layer(a, b, out):
     """out = max(a + b, 0) row by row (a is the product already computed)."""
     zero = out.dtype.type(0.0)
@@ -225,15 +234,18 @@ def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, W_hcat, b_h, e
     for chunk in prange(n_chunks):
         r0, r1 = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
         nb = r1 - r0
-        h, c = h0[r0:r1].copy(), c0[r0:r1].copy()  # (nb, H), (nb, H or 0)
-        h_new, c_new = np.empty_like(h), np.empty_like(c)
+        if T == 0:  # no step: the state passes through
+            h_out[r0:r1], c_out[r0:r1] = h0[r0:r1], c0[r0:r1]
+        else:  # the stores double as the state: step t reads h_prev[t] and writes h_prev[t + 1]
+            h_prev[0, r0:r1], c_prev[0, r0:r1] = h0[r0:r1], c0[r0:r1]
         ah_cat = np.empty((nb, F + G), ax.dtype)
         a_f = np.empty((nb, F), ax.dtype)
         a_head = np.empty((nb, 2 * Z), ax.dtype)  # [a_mu | a_sig]
         a_i = np.empty((nb, G), ax.dtype)
         for t in range(T):
-            h_prev[t, r0:r1] = h
-            c_prev[t, r0:r1] = c
+            h, c = h_prev[t, r0:r1], c_prev[t, r0:r1]  # (nb, H), (nb, H or 0): the state before step t
+            h_new = h_prev[t + 1, r0:r1] if t + 1 < T else h_out[r0:r1]
+            c_new = c_prev[t + 1, r0:r1] if t + 1 < T else c_out[r0:r1]
             dot_blocks(h, W_hcat, ah_cat)  # [a_enc0 | a_h] = h_{t-1} @ [W_enc0h | W_h]
             for i in range(nb):  # encoder layer 0, eq. (8): ReLU(phi_x side + h side)
                 ax_enc, ah_enc, e0 = ax[t, r0 + i, :F], ah_cat[i, :F], enc_act[0, t, r0 + i]
@@ -269,14 +281,11 @@ def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, W_hcat, b_h, e
                     ah[j] = ah_part[j] + b_h[j]
             if is_lstm:
                 _lstm_gates_step(a_i, a_h[t, r0:r1], c, gates[t, r0:r1], tanh_c[t, r0:r1], c_new, h_new)
-                _masked_update(mask[t, r0:r1], c_new, c, c_new)  # padded steps keep c_{t-1}
-                c[:] = c_new
             else:
                 _gru_gates_step(a_i, a_h[t, r0:r1], h, gates[t, r0:r1], h_new)
-            _masked_update(mask[t, r0:r1], h_new, h, h_new)  # padded steps keep h_{t-1}
-            h[:] = h_new
-        h_out[r0:r1] = h
-        c_out[r0:r1] = c
+            if _any_padded(mask[t, r0:r1]):  # padded steps keep h_{t-1} (and c_{t-1})
+                _masked_update(mask[t, r0:r1], h_new, h, h_new)
+                _masked_update(mask[t, r0:r1], c_new, c, c_new)
 
 
 def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, mask, eps, h_prev, c_prev,

@@ -264,6 +264,8 @@ def _check_inputs(params, config, x, mask, eps, state0):
     for i, s in enumerate(state0 or ()):
         specs[f"state0[{i}]"] = (s, f"B {config.h_dim}")
     sizes = check_arrays(**specs)
+    if sizes["T"] == 0 or sizes["B"] == 0:
+        raise ValueError(f"x: expected at least one time step and one sequence, got shape {x.shape} (T, B, D)")
     if params["phi_x.l0.W"].dtype != x.dtype:
         raise ValueError(f"x: expected dtype {params['phi_x.l0.W'].dtype} (the parameters' dtype), got {x.dtype}")
     if state0 is not None and len(state0) != config.n_state:

@@ -140,6 +140,9 @@ def test_bad_inputs_are_value_errors_naming_the_argument():
         loss_and_grads(params, config, x, mask, None)
     with pytest.raises(ValueError, match="model: expected one of"):
         VRNNConfig(x_dim=2, model="vrnn")
+    for empty in (np.s_[:0], np.s_[:, :0]):  # no time step, or no sequence: an error, not an empty loss
+        with pytest.raises(ValueError, match="x: expected at least one time step and one sequence"):
+            loss_and_grads(params, config, x[empty], mask[empty], eps[empty])
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
