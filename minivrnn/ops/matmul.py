@@ -14,9 +14,10 @@ as they are (measured with its SkylakeX kernels: 150-210 GFLOP/s there against 8
 Haswell kernels have no such path and gain nothing, nor lose). Two kinds of product are cut to fit:
 - inside the sequential chain, B rows (one per sequence) times a whole weight matrix at every time step:
   ``column_blocks`` cuts the weight once per training step into column blocks, and ``dot_blocks``
-  multiplies by them, one small product per block. A deep, wide weight does better the other way round,
-  out.T = W.T @ a.T, one product whose left operand is the weight itself (measured at 32 rows: 5-35 % faster
-  at 512 x 512 and deeper), so ``chain_operand`` picks, by the product's shape, which form the loop gets;
+  multiplies by them, one small product per block (32 or 64 columns wide where they fit: measured, 15-60 %
+  faster than widths in between). A weight so deep that its blocks could be no wider than 16 does better the
+  other way round, out.T = W.T @ a.T, one product whose left operand is the weight itself (measured at 32 rows
+  by 1536 x 512: about 5 % faster), so ``chain_operand`` picks, by the product's shape, which form the loop gets;
 - over all T*B rows with a small weight (the tiny model's): blocks of rows, one small product each.
 """
 import numba
@@ -92,12 +93,12 @@ def sum_rows(a):
 
 
 # A chain product (rows, K) @ (K, N) with rows * K >= TRANSPOSED_MIN_ROWS_K and TRANSPOSED_MIN_N <= N <= K runs
-# transposed (``chain_operand``). Measured on one thread, GFLOP/s transposed against in column blocks: 32 x 512 x
-# 512 128 / 108, 32 x 1024 x 512 121 / 90, 32 x 1536 x 512 120 / 111, 16 x 1024 x 512 95 / 82; but 32 x 128 x
-# 512 98 / 138-154, 32 x 1536 x 128 121 / 127, 8 x 1536 x 512 55 / 67; and with N > K (32 x 512 x 1536, 2048)
-# no faster inside the chain. At the paper-ish size this is the backward loop's products with h_{t-1}'s two
-# readers and with the recurrence's input side: that loop 54 -> 51 ms.
-TRANSPOSED_MIN_ROWS_K = 16_384
+# transposed (``chain_operand``): that is, a deep weight whose column blocks could be no wider than 16. Measured
+# on one thread, GFLOP/s transposed against in column blocks: 32 x 1536 x 512 122 / 116 (blocks of 16); but
+# 32 x 512 x 512 129 / 153 and 16 x 1536 x 512 91 / 105 (blocks of 32), 32 x 128 x 512 99 / 151, 32 x 1536 x
+# 128 121 / 127, 8 x 1536 x 512 55 / 67; and with N > K (32 x 512 x 1536, 2048) no faster inside the chain. At
+# the paper-ish size this is the backward loop's products with the recurrence's two sides, W_h.T and W_i.T.
+TRANSPOSED_MIN_ROWS_K = SMALL_GEMM_MNK // 32 + 1
 TRANSPOSED_MIN_N = 256
 
 
@@ -111,16 +112,23 @@ def chain_operand(W, rows, WT=None):
     return column_blocks(W, rows), False
 
 
+# The column widths a block may have, widest first. Measured on one thread at 16 and 32 rows, GFLOP/s: a width
+# that is a multiple of 32 runs 15-60 % faster than one in between (32 x 512 x 2048 in blocks of 32: 131, of 56:
+# 106; 32 x 512 x 1536: 134 / 105; 32 x 512 x 128: 187 / 117 in blocks of 48); 16 is the narrowest that still
+# gains over the whole weight.
+BLOCK_WIDTHS = (64, 32, 16)
+
+
 def column_blocks(W, rows):
-    """W (K, N) as zero-padded column blocks (n, K, bw) for ``dot_blocks`` with ``rows``-row left operands:
-    bw a multiple of 8 with rows * K * bw <= SMALL_GEMM_MNK. A W small enough already is one block, (1, K, N),
-    and so is one with K so large that blocks would be under 16 columns (too narrow to gain: measured)."""
+    """W (K, N) as zero-padded column blocks (n, K, width) for ``dot_blocks`` with ``rows``-row left operands:
+    width the widest of BLOCK_WIDTHS with rows * K * width <= SMALL_GEMM_MNK. A W small enough already is one
+    block, (1, K, N), and so is one with K so large that no width fits."""
     K, N = W.shape
-    widest = SMALL_GEMM_MNK // max(rows * K, 1) // 8 * 8
-    if widest >= N or widest < 16:
+    fitting = [width for width in BLOCK_WIDTHS if rows * K * width <= SMALL_GEMM_MNK]
+    if rows * K * N <= SMALL_GEMM_MNK or not fitting:
         return np.ascontiguousarray(W)[None]
-    n = _ceil_div(N, widest)  # as few blocks as the limit allows, then as even as multiples of 8 allow
-    width = _ceil_div(_ceil_div(N, n), 8) * 8
+    width = fitting[0]
+    n = _ceil_div(N, width)
     blocks = np.zeros((n, K, width), W.dtype)
     for i in range(n):
         part = W[:, i * width:(i + 1) * width]
