@@ -305,6 +305,8 @@ def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, ma
         dz = np.empty((nb, Z), dpz_ext.dtype)
         dh_enc, dh_cell = np.empty((nb, H), dpz_ext.dtype), np.empty((nb, H), dpz_ext.dtype)
         for t in range(T - 1, -1, -1):
+            # (on a step without padding, where forward skipped its masked update, this gives dh_new = dh and
+            # dh_keep = 0 exactly)
             _masked_update_backward(mask[t, r0:r1], dh, dh_new, dh_keep)
             if is_lstm:
                 _masked_update_backward(mask[t, r0:r1], dc, dc_new, dc_keep)
