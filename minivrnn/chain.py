@@ -16,9 +16,8 @@ model.py. So the loop here does just the products that must be sequential, per t
 and stores every pre-activation's input so that, after the backward loop, each weight gradient is one
 matrix product over all T*B rows (no accumulation inside the loop at all). Sequences are independent, so
 the batch is split into chunks run in parallel (``prange``); each chunk writes only its own rows. The
-loop's products have only B rows each; they multiply by their weight in column blocks small enough for
-OpenBLAS's unpacked small-matrix path or, for a big weight, turned round as out.T = W.T @ a.T (``dot_blocks``,
-ops/matmul.py), and the element-wise passes are written over row views so that they vectorise
+loop's products have only B rows each; they multiply by their weight in tiles small enough for OpenBLAS's
+unpacked small-matrix path and its first-level cache (``dot_blocks``, ops/matmul.py), and the element-wise passes are written over row views so that they vectorise
 (ops/vecmath.py).
 """
 import types
@@ -161,12 +160,9 @@ def _weights(params, config, dtype):
 
 def _operands(w, names, B, n_chunks, transpose):
     """The loop's weights (for backward, their transposes) in the form ``dot_blocks`` (ops/matmul.py) multiplies
-    one chunk's rows by fastest: column blocks, or the product turned round. Turned round, a transpose's
-    product reads W itself, so backward then needs no transposed copy of W."""
+    one chunk's rows by: blocks of columns, multiplied a tile at a time."""
     rows = -(-B // n_chunks)
-    if transpose:
-        return {name: chain_operand(w[name].T, rows, WT=w[name]) for name in names}
-    return {name: chain_operand(w[name], rows) for name in names}
+    return {name: chain_operand(w[name].T if transpose else w[name], rows) for name in names}
 
 
 # Below this many multiply-adds per time step (B * H * (F + G), the product with h_{t-1}) a second thread
@@ -334,8 +330,7 @@ def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, ma
                 np.dot(d_enc[l, t, r0:r1], enc_WT[l - 1], de_sig)
                 de[:] = de_sig
             _relu_backward(de, enc_act[0, t, r0:r1], d_enc[0, t, r0:r1])
-            # h_{t-1}'s two readers, encoder layer 0 and the recurrence: two products (one with [W_enc0h | W_h]
-            # would be too deep, K = F + G, for the small-matrix path at big sizes)
+            # h_{t-1}'s two readers, encoder layer 0 and the recurrence: one product each
             dot_blocks(d_enc[0, t, r0:r1], W_enc0hT, dh_enc)
             dot_blocks(da_h[t, r0:r1], W_hT, dh_cell)
             for i in range(nb):

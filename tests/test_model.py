@@ -146,27 +146,22 @@ def test_bad_inputs_are_value_errors_naming_the_argument():
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-@pytest.mark.parametrize("n_layers, layout", [(1, "one block"), (2, "one block"), (1, "blocks"),
-                                               (1, "transposed")])
+@pytest.mark.parametrize("n_layers, layout", [(1, "one block"), (2, "one block"), (1, "tiles"), (2, "tiles")])
 def test_chain_kernels_match_the_python_loop(cell, n_layers, layout, monkeypatch):
     """The compiled chain (minivrnn/chain.py) against the readable loop in tests/reference/chain.py; ``layout``
-    says how the loop's products multiply by their weights (ops/matmul.py): each weight whole, in column blocks
-    (the small-product limit lowered), or turned round (the size limits for that lowered)."""
+    says how the loop's products multiply by their weights (ops/matmul.py): each weight whole, or in tiles (the
+    size limits lowered so that even these small weights are cut, with a ragged last tile both ways)."""
     import minivrnn.ops.matmul as mm
     from minivrnn.chain import chain_backward, chain_forward
     from tests.reference import chain as ref
 
-    h_dim = 8 if layout == "blocks" else 5
-    if layout == "blocks":  # 4 rows x 8 x 16 columns per block: W_hcat (8, 4 + 3 or 4 x 8) is cut into 2 of 16
-        monkeypatch.setattr(mm, "SMALL_GEMM_MNK", 4 * 8 * 16)
-        blocks, transposed = mm.chain_operand(np.zeros((8, 28)), 4)
-        assert blocks.shape == (2, 8, 16) and not transposed
-    if layout == "transposed":
-        monkeypatch.setattr(mm, "TRANSPOSED_MIN_ROWS_K", 1)
-        monkeypatch.setattr(mm, "TRANSPOSED_MIN_N", 1)
-        W = np.arange(15.0).reshape(5, 3)
-        blocks, transposed = mm.chain_operand(W, 4)
-        assert transposed and blocks.shape == (1, 3, 5) and np.array_equal(blocks[0], W.T)
+    h_dim = 8 if layout == "tiles" else 5
+    if layout == "tiles":  # W_hcat (8, 4 + 3 or 4 x 8): 2 blocks of 16 columns, tiles 3, 3 and 2 rows deep
+        monkeypatch.setattr(mm, "TILED_MIN_WORK", 1)
+        monkeypatch.setattr(mm, "TILE_WIDTH", 16)
+        monkeypatch.setattr(mm, "TILE_DEPTHS", (3,))
+        blocks, depth = mm.chain_operand(np.zeros((8, 28)), 4)
+        assert blocks.shape == (2, 8, 16) and depth == 3
     config = VRNNConfig(x_dim=2, z_dim=3, h_dim=h_dim, feat_dim=4, n_layers=n_layers, model="vrnn-gauss",
                         cell=cell)
     params = init_params(config, seed=7)

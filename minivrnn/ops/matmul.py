@@ -13,11 +13,11 @@ costs as much as the arithmetic; but at M*N*K <= 1e6 it takes a small-matrix pat
 as they are (measured with its SkylakeX kernels: 150-210 GFLOP/s there against 80-105 just above; its
 Haswell kernels have no such path and gain nothing, nor lose). Two kinds of product are cut to fit:
 - inside the sequential chain, B rows (one per sequence) times a whole weight matrix at every time step:
-  ``column_blocks`` cuts the weight once per training step into column blocks, and ``dot_blocks``
-  multiplies by them, one small product per block (32 or 64 columns wide where they fit: measured, 15-60 %
-  faster than widths in between). A weight so deep that its blocks could be no wider than 16 does better the
-  other way round, out.T = W.T @ a.T, one product whose left operand is the weight itself (measured at 32 rows
-  by 1536 x 512: about 5 % faster), so ``chain_operand`` picks, by the product's shape, which form the loop gets;
+  ``chain_operand`` cuts the weight once per training step into blocks of 64 columns, and ``dot_blocks``
+  multiplies by them one tile at a time, 128 rows of a block deep, adding each tile's product into the
+  output inside BLAS (ops/blas.py). A tile (128 x 64) and its slice of the left operand (32 x 128) stay in
+  the core's first-level cache: measured at 32 rows, 150-190 GFLOP/s against 118-155 for whole column blocks
+  or the product turned round (out.T = W.T @ a.T);
 - over all T*B rows with a small weight (the tiny model's): blocks of rows, one small product each.
 """
 import numba
@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._jit import KERNEL_OPTIONS, kernel
+from .blas import gemm
 
 
 # Multiply-adds below which a product stays one BLAS call. A second thread already pays from ~1e6 (800 rows
@@ -92,42 +93,36 @@ def sum_rows(a):
     return out
 
 
-# A chain product (rows, K) @ (K, N) with rows * K >= TRANSPOSED_MIN_ROWS_K and TRANSPOSED_MIN_N <= N <= K runs
-# transposed (``chain_operand``): that is, a deep weight whose column blocks could be no wider than 16. Measured
-# on one thread, GFLOP/s transposed against in column blocks: 32 x 1536 x 512 122 / 116 (blocks of 16); but
-# 32 x 512 x 512 129 / 153 and 16 x 1536 x 512 91 / 105 (blocks of 32), 32 x 128 x 512 99 / 151, 32 x 1536 x
-# 128 121 / 127, 8 x 1536 x 512 55 / 67; and with N > K (32 x 512 x 1536, 2048) no faster inside the chain. At
-# the paper-ish size this is the backward loop's products with the recurrence's two sides, W_h.T and W_i.T.
-TRANSPOSED_MIN_ROWS_K = SMALL_GEMM_MNK // 32 + 1
-TRANSPOSED_MIN_N = 256
+# The chain's tiles: blocks of TILE_WIDTH columns, multiplied TILE_DEPTH rows deep (fewer where B is so large
+# that a tile product would leave the small-matrix path). Measured on one thread at 32 rows, weights out of
+# the second-level cache as in the loop, GFLOP/s, tiles of 64 x 128 against the former column blocks or turned
+# round: 32 x 1536 x 512 150 / 118, 32 x 512 x 2048 151-165 / 134, 32 x 512 x 512 151 / 136, 32 x 128 x 512
+# 185 / 154, 32 x 384 x 128 184 / 149; 16 x 1536 x 512 124 / 104. Tiles 32 wide by 256 deep come close (152
+# at 1536 deep), 64 by 256 fall back to ~131.
+TILE_WIDTH = 64
+TILE_DEPTHS = (128, 64, 32)
+
+# A product with fewer multiply-adds than this (rows * K * N) stays one call: tiles cost a call each, ~0.1 us,
+# which the tiny model's products (16 x 32 x 128: 0.71 us whole, 0.87 us as 2 tiles) cannot repay; from about
+# here they gain (32 x 128 x 128: 7.0 us whole, 5.7 as 2 tiles; 32 x 64 x 256: 7.2 / 6.0).
+TILED_MIN_WORK = 2**19
 
 
-def chain_operand(W, rows, WT=None):
-    """W (K, N) in the form ``dot_blocks`` multiplies ``rows``-row left operands by fastest: a tuple (array,
-    transposed). Transposed, the array is W.T (1, N, K) (pass WT = W.T, C-contiguous, if it exists already);
-    otherwise it is ``column_blocks(W, rows)``."""
+def chain_operand(W, rows):
+    """W (K, N) in the form ``dot_blocks`` multiplies ``rows``-row left operands by: (blocks, depth), with
+    ``blocks`` (n, K, width) W's columns in blocks, zero-padded at the end (``column_blocks``), multiplied
+    ``depth`` rows of a block at a time. A product too small to gain, or with rows so many that no tile fits the
+    small-matrix path, is W itself, one block as deep as W: (W[None], K)."""
     K, N = W.shape
-    if rows * K >= TRANSPOSED_MIN_ROWS_K and TRANSPOSED_MIN_N <= N <= K:
-        return (np.ascontiguousarray(W.T) if WT is None else WT)[None], True
-    return column_blocks(W, rows), False
+    depths = [d for d in TILE_DEPTHS if rows * d * TILE_WIDTH <= SMALL_GEMM_MNK]
+    if rows * K * N < TILED_MIN_WORK or not depths or (N <= TILE_WIDTH and K <= depths[0]):
+        return np.ascontiguousarray(W)[None], K
+    return column_blocks(W, min(TILE_WIDTH, N)), depths[0]
 
 
-# The column widths a block may have, widest first. Measured on one thread at 16 and 32 rows, GFLOP/s: a width
-# that is a multiple of 32 runs 15-60 % faster than one in between (32 x 512 x 2048 in blocks of 32: 131, of 56:
-# 106; 32 x 512 x 1536: 134 / 105; 32 x 512 x 128: 187 / 117 in blocks of 48); 16 is the narrowest that still
-# gains over the whole weight.
-BLOCK_WIDTHS = (64, 32, 16)
-
-
-def column_blocks(W, rows):
-    """W (K, N) as zero-padded column blocks (n, K, width) for ``dot_blocks`` with ``rows``-row left operands:
-    width the widest of BLOCK_WIDTHS with rows * K * width <= SMALL_GEMM_MNK. A W small enough already is one
-    block, (1, K, N), and so is one with K so large that no width fits."""
+def column_blocks(W, width):
+    """W (K, N) as column blocks (n, K, width), n = ceil(N / width), the last zero-padded."""
     K, N = W.shape
-    fitting = [width for width in BLOCK_WIDTHS if rows * K * width <= SMALL_GEMM_MNK]
-    if rows * K * N <= SMALL_GEMM_MNK or not fitting:
-        return np.ascontiguousarray(W)[None]
-    width = fitting[0]
     n = _ceil_div(N, width)
     blocks = np.zeros((n, K, width), W.dtype)
     for i in range(n):
@@ -184,24 +179,17 @@ def _sum_rows_kernel(a, out):
 
 @kernel
 def dot_blocks(a, operand, out):
-    """out = a @ W for W given as ``chain_operand(W, rows)``; a (rows, K), out (rows, N). Transposed, one product
-    out.T = W.T @ a.T; otherwise one product per column block (a single block is W itself, never padded)."""
-    blocks, transposed = operand
-    if transposed:
-        out_t = np.empty((out.shape[1], out.shape[0]), out.dtype)
-        np.dot(blocks[0], a.T, out_t)
-        out[:] = out_t.T
-        return
-    N, width = out.shape[1], blocks.shape[2]
-    if blocks.shape[0] == 1:
-        np.dot(a, blocks[0], out)
-        return
-    part = np.empty((a.shape[0], width), out.dtype)
+    """out = a @ W for W given as ``chain_operand(W, rows)``; a (rows, K), out (rows, N): for each block of
+    columns, the sum over its tiles of a[:, k0:k1] @ tile, added up inside BLAS (the padding is never
+    multiplied)."""
+    blocks, depth = operand
+    K, width, N = blocks.shape[1], blocks.shape[2], out.shape[1]
     for i in range(blocks.shape[0]):
-        np.dot(a, blocks[i], part)
         j0 = i * width
         j1 = min(j0 + width, N)
-        out[:, j0:j1] = part[:, :j1 - j0]
+        for k0 in range(0, max(K, 1), max(depth, 1)):  # (K = 0: one empty product, which sets out to 0)
+            k1 = min(k0 + depth, K)
+            gemm(a[:, k0:k1], blocks[i, k0:k1, :j1 - j0], out[:, j0:j1], k0 > 0)
 
 
 @kernel

@@ -41,40 +41,48 @@ def test_small_products_stay_one_call():
     assert mm._n_chunks(800, mm.PARALLEL_MIN_WORK - 1) == 1
 
 
-@pytest.mark.parametrize("rows, K, N", [(32, 128, 512), (32, 384, 128), (16, 128, 512), (32, 512, 1536)])
-def test_column_blocks_are_small_products_that_make_up_the_whole(rng, rows, K, N):
+def _dot_blocks_in_both_dtypes(rng, a, W, operand):
+    """dot_blocks with ``operand`` gives a @ W, in float64 and in float32."""
+    out = np.full((a.shape[0], W.shape[1]), np.nan)  # every entry must be written
+    mm.dot_blocks(a, operand, out)
+    np.testing.assert_allclose(out, a @ W, rtol=1e-12, atol=1e-12)
+    out32 = np.full(out.shape, np.nan, np.float32)
+    mm.dot_blocks(a.astype(np.float32), (operand[0].astype(np.float32), operand[1]), out32)
+    np.testing.assert_allclose(out32, a @ W, rtol=1e-4, atol=1e-4 * np.sqrt(W.shape[0]))
+
+
+@pytest.mark.parametrize("rows, K, N, depth", [(32, 128, 512, 128), (32, 384, 128, 128), (16, 128, 512, 128),
+                                               (32, 512, 1536, 128), (32, 1536, 100, 128), (32, 600, 200, 128),
+                                               (100, 512, 256, 128), (128, 512, 256, 64), (200, 512, 256, 64)])
+def test_chain_weights_are_cut_into_tiles_that_make_up_the_whole(rng, rows, K, N, depth):
+    # Blocks of 64 columns (the last zero-padded: 100 = 64 + 36), multiplied 128 rows deep, or less where B is
+    # so large that rows * 128 * 64 would leave OpenBLAS's small-matrix path (1e6 multiply-adds).
     W = rng.normal(size=(K, N))
-    blocks = mm.column_blocks(W, rows)
-    n, _, width = blocks.shape
-    assert n > 1 and rows * K * width <= mm.SMALL_GEMM_MNK  # under OpenBLAS's limit ...
-    wider = [w for w in mm.BLOCK_WIDTHS if w > width]  # ... at the widest of the fast widths that fits it
-    assert width in mm.BLOCK_WIDTHS and all(rows * K * w > mm.SMALL_GEMM_MNK for w in wider)
-    assert n * width >= N > (n - 1) * width  # as few blocks as that allows, zero-padded at the end
+    blocks, got_depth = mm.chain_operand(W, rows)
+    n = -(-N // mm.TILE_WIDTH)
+    assert blocks.shape == (n, K, mm.TILE_WIDTH) and got_depth == depth
+    assert rows * depth * mm.TILE_WIDTH <= mm.SMALL_GEMM_MNK
     np.testing.assert_array_equal(np.concatenate(list(blocks), axis=1)[:, :N], W)
     np.testing.assert_array_equal(np.concatenate(list(blocks), axis=1)[:, N:], 0)
-    a = rng.normal(size=(rows, K))
-    out = np.empty((rows, N))
-    mm.dot_blocks(a, (blocks, False), out)
-    np.testing.assert_allclose(out, a @ W, rtol=1e-12, atol=1e-12)
+    _dot_blocks_in_both_dtypes(rng, rng.normal(size=(rows, K)), W, (blocks, got_depth))
 
 
-@pytest.mark.parametrize("rows, K, N, width", [(32, 512, 2048, 32), (32, 512, 128, 32), (16, 512, 1536, 64),
-                                               (32, 128, 384, 64), (32, 1536, 512, 16), (32, 600, 100, 32)])
-def test_column_blocks_are_32_or_64_wide_where_they_fit(rows, K, N, width):
-    # 1e6 // (32 * 512) = 61 columns would fit, but 32-wide blocks are the faster (measured: 131 against 106
-    # GFLOP/s at 32 x 512 x 2048); at 16 rows 64 fit. The last block is zero-padded: 100 = 3 x 32 + 4.
-    assert mm.column_blocks(np.ones((K, N)), rows).shape == (-(-N // width), K, width)
-
-
-@pytest.mark.parametrize("rows, K, N", [(32, 128, 64), (16, 32, 128), (32, 4096, 512)])
-def test_small_or_very_deep_weights_stay_one_block(rng, rows, K, N):
-    # Already under the limit, or K so large that blocks would be under 16 columns wide.
+@pytest.mark.parametrize("rows, K, N", [(16, 32, 128), (16, 96, 32), (32, 128, 64), (16, 128, 128), (500, 512, 512)])
+def test_small_products_and_very_many_rows_keep_the_weight_whole(rng, rows, K, N):
+    # Under 2^19 multiply-adds a tile's call costs more than it saves (the tiny model's products); within one
+    # tile already (32 x 128 x 64); or 500 rows: even 500 x 32 x 64 tiles would exceed 1e6 multiply-adds.
     W = rng.normal(size=(K, N))
-    blocks = mm.column_blocks(W, rows)
-    assert blocks.shape == (1, K, N)
-    a, out = rng.normal(size=(rows, K)), np.empty((rows, N))
-    mm.dot_blocks(a, (blocks, False), out)
-    np.testing.assert_allclose(out, a @ W, rtol=1e-12, atol=1e-12)
+    blocks, depth = mm.chain_operand(W, rows)
+    assert blocks.shape == (1, K, N) and depth == K
+    np.testing.assert_array_equal(blocks[0], W)
+    _dot_blocks_in_both_dtypes(rng, rng.normal(size=(rows, K)), W, (blocks, depth))
+
+
+def test_a_weight_narrower_than_a_tile_is_one_block_cut_in_depth(rng):
+    W = rng.normal(size=(1536, 40))
+    blocks, depth = mm.chain_operand(W, 32)
+    assert blocks.shape == (1, 1536, 40) and depth == 128  # 12 tiles of 128 x 40, added up
+    _dot_blocks_in_both_dtypes(rng, rng.normal(size=(32, 1536)), W, (blocks, depth))
 
 
 @pytest.mark.parametrize("N", [1, 100, 800, 2001])
@@ -86,32 +94,6 @@ def test_small_weights_run_as_row_blocks_with_the_same_result(rng, N):
     np.testing.assert_allclose(mm.matmul_tn(a, g), a.T @ g, rtol=1e-12, atol=1e-11)
     a32, b32 = a.astype(np.float32), b.astype(np.float32)
     assert mm.matmul(a32, b32).dtype == np.float32
-
-
-@pytest.mark.parametrize("rows, K, N, transposed", [(32, 1536, 512, True), (32, 1024, 256, True),
-                                                    (16, 1024, 256, False), (32, 512, 512, False),
-                                                    (16, 1536, 512, False), (32, 512, 1536, False),
-                                                    (32, 128, 512, False), (32, 1536, 128, False),
-                                                    (8, 1536, 512, False)])
-def test_deep_chain_weights_are_multiplied_transposed(rng, rows, K, N, transposed):
-    # Where column blocks could be no wider than 16 (rows * K * 32 > 1e6) and 256 <= N <= K, out.T = W.T @ a.T
-    # (the weight as the left side) is the faster form.
-    W = rng.normal(size=(K, N))
-    operand = mm.chain_operand(W, rows)
-    assert operand[1] == transposed
-    if transposed:
-        assert operand[0].shape == (1, N, K) and operand[0].flags.c_contiguous
-        np.testing.assert_array_equal(operand[0][0], W.T)
-        WT = np.ascontiguousarray(W.T)
-        assert mm.chain_operand(W, rows, WT=WT)[0].base is WT  # a transpose that exists is not copied again
-    else:
-        np.testing.assert_array_equal(operand[0], mm.column_blocks(W, rows))
-    a, out = rng.normal(size=(rows, K)), np.empty((rows, N))
-    mm.dot_blocks(a, operand, out)
-    np.testing.assert_allclose(out, a @ W, rtol=1e-12, atol=1e-12)
-    a32, out32 = a.astype(np.float32), np.empty((rows, N), np.float32)
-    mm.dot_blocks(a32, (operand[0].astype(np.float32), operand[1]), out32)
-    np.testing.assert_allclose(out32, a @ W, rtol=1e-4, atol=1e-3 * np.sqrt(K))
 
 
 @pytest.mark.parametrize("rows, I, O", [(32, 1024, 512), (1, 512, 512), (64, 256, 1024)])

@@ -1,0 +1,87 @@
+"""``gemm(a, b, out, accumulate)``: out = a @ b, or out += a @ b, straight through BLAS's sgemm/dgemm.
+
+Inside a kernel ``np.dot(a, b, out)`` can only overwrite ``out``. The chain's products are cut into tiles
+(ops/matmul.py, ``chain_operand``), each a sum over slices of the inner dimension; ``accumulate=True`` adds
+each slice's product into ``out`` inside BLAS itself (its beta = 1), with no extra pass over memory. It calls
+the same function ``np.dot`` does in compiled code, Numba's ``numba_xxgemm``, which finds SciPy's BLAS.
+
+Each of ``a`` (M, K), ``b`` (K, N) and ``out`` (M, N) may be a view with any row stride, but its rows must be
+contiguous (unit stride along the last axis), as every row view of a C-contiguous array is. BLAS works in
+column-major order, where such an array is its own transpose: so the call computes out.T = b.T @ a.T.
+Called from Python (or with NUMBA_DISABLE_JIT=1), ``gemm`` is NumPy's ``@``.
+"""
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+from ._jit import KERNEL_OPTIONS, scalar_helper
+
+
+def gemm(a, b, out, accumulate):
+    """out = a @ b (accumulate False) or out += a @ b (accumulate True); the Python version."""
+    _check_operands(a, b, out)
+    if accumulate:
+        out += a @ b
+    else:
+        out[...] = a @ b
+
+
+@scalar_helper
+def _check_operands(a, b, out):
+    """ValueError unless a (M, K) @ b (K, N) fits out (M, N) and every operand's rows are contiguous."""
+    M, K = a.shape
+    N = b.shape[1]
+    if b.shape[0] != K or out.shape[0] != M or out.shape[1] != N:
+        raise ValueError("gemm: shapes do not match")
+    size = a.itemsize
+    if (K > 1 and a.strides[1] != size) or (N > 1 and (b.strides[1] != size or out.strides[1] != size)):
+        raise ValueError("gemm: every operand's rows must be contiguous")
+
+
+# BLAS's alpha and beta are passed by pointer: [alpha, beta to overwrite, beta to accumulate].
+_SCALARS = {np.float32: np.array([1.0, 0.0, 1.0], np.float32), np.float64: np.array([1.0, 0.0, 1.0])}
+_KIND = {np.float32: ord("s"), np.float64: ord("d")}  # Numba's code for sgemm, dgemm
+_NO_TRANSPOSE = ord("n")
+
+
+def _xxgemm(dtype):
+    """Numba's BLAS bridge, as an external function for this float type."""
+    ptr = types.CPointer(dtype)
+    sig = types.intc(types.char, types.char, types.char, types.intp, types.intp, types.intp,  # kind, transa/b, m n k
+                     ptr, ptr, types.intp, ptr, types.intp,  # alpha, A, lda, B, ldb
+                     ptr, ptr, types.intp)  # beta, C, ldc
+    return types.ExternalFunction("numba_xxgemm", sig)
+
+
+@overload(gemm, jit_options=KERNEL_OPTIONS)
+def _gemm_overload(a, b, out, accumulate):
+    arrays = (a, b, out)
+    if not all(isinstance(x, types.Array) and x.ndim == 2 for x in arrays):
+        return None
+    if not (a.dtype == b.dtype == out.dtype) or a.dtype not in (types.float32, types.float64):
+        return None
+    import scipy.linalg.cython_blas  # noqa: F401  (where numba_xxgemm finds sgemm and dgemm, as for np.dot)
+
+    dtype = np.float32 if a.dtype == types.float32 else np.float64
+    xxgemm, kind, scalars = _xxgemm(a.dtype), _KIND[dtype], _SCALARS[dtype]
+    n = _NO_TRANSPOSE
+
+    def impl(a, b, out, accumulate):
+        _check_operands(a, b, out)
+        M, K = a.shape
+        N, size = b.shape[1], a.itemsize
+        if M == 0 or N == 0:
+            return
+        if K == 0:  # an empty sum
+            if not accumulate:
+                out[:] = 0
+            return
+        beta = scalars[2:] if accumulate else scalars[1:]
+        # leading dimensions: the row strides, at least the row length (BLAS checks it)
+        lda, ldb, ldc = max(a.strides[0] // size, K), max(b.strides[0] // size, N), max(out.strides[0] // size, N)
+        status = xxgemm(kind, n, n, N, M, K, scalars.ctypes, b.ctypes, ldb, a.ctypes, lda, beta.ctypes,
+                        out.ctypes, ldc)
+        if status != 0:
+            raise RuntimeError("gemm: no BLAS found (SciPy's scipy.linalg.cython_blas)")
+
+    return impl
