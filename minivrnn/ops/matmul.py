@@ -123,11 +123,13 @@ def chain_operand(W, rows):
 def column_blocks(W, width):
     """W (K, N) as column blocks (n, K, width), n = ceil(N / width), the last zero-padded."""
     K, N = W.shape
-    n = _ceil_div(N, width)
-    blocks = np.zeros((n, K, width), W.dtype)
-    for i in range(n):
-        part = W[:, i * width:(i + 1) * width]
-        blocks[i, :, :part.shape[1]] = part
+    n, full = _ceil_div(N, width), N // width
+    blocks = np.empty((n, K, width), W.dtype)
+    # the whole blocks in one copy: W's columns (K, full, width) as (full, K, width), a view even of W.T
+    blocks[:full] = W[:, :full * width].reshape(K, full, width).transpose(1, 0, 2)
+    if full < n:
+        blocks[full, :, :N - full * width] = W[:, full * width:]
+        blocks[full, :, N - full * width:] = 0
     return blocks
 
 
