@@ -105,3 +105,14 @@ def test_skinny_products_turned_round_give_the_same_contiguous_result(rng, rows,
     assert y.flags.c_contiguous and y.shape == (rows, O)
     np.testing.assert_allclose(y, a @ b, rtol=1e-12, atol=1e-11)
     assert mm.matmul(a.astype(np.float32), b.astype(np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("K, N, width", [(96, 128, 64), (96, 100, 64), (5, 7, 3), (4, 2, 4)])
+def test_column_blocks_of_a_transposed_view_are_its_columns(rng, K, N, width):
+    # The backward loop cuts W.T (a view, not contiguous) into blocks: the same blocks as of its copy.
+    WT = rng.normal(size=(N, K)).T  # (K, N), columns contiguous
+    blocks = mm.column_blocks(WT, width)
+    expected = mm.column_blocks(np.ascontiguousarray(WT), width)
+    np.testing.assert_array_equal(blocks, expected)
+    np.testing.assert_array_equal(np.concatenate(list(blocks), axis=1)[:, :N], WT)
+    np.testing.assert_array_equal(np.concatenate(list(blocks), axis=1)[:, N:], 0)
