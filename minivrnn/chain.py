@@ -17,8 +17,8 @@ and stores every pre-activation's input so that, after the backward loop, each w
 matrix product over all T*B rows (no accumulation inside the loop at all). Sequences are independent, so
 the batch is split into chunks run in parallel (``prange``); each chunk writes only its own rows. The
 loop's products have only B rows each; they multiply by their weight in tiles small enough for OpenBLAS's
-unpacked small-matrix path and its first-level cache (``dot_blocks``, ops/matmul.py), and the element-wise passes are written over row views so that they vectorise
-(ops/vecmath.py).
+unpacked small-matrix path and the core's first-level cache (``dot_blocks``, ops/matmul.py), and the
+element-wise passes are written over row views so that they vectorise (ops/vecmath.py).
 """
 import types
 from contextlib import contextmanager

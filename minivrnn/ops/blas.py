@@ -47,7 +47,8 @@ _NO_TRANSPOSE = ord("n")
 def _xxgemm(dtype):
     """Numba's BLAS bridge, as an external function for this float type."""
     ptr = types.CPointer(dtype)
-    sig = types.intc(types.char, types.char, types.char, types.intp, types.intp, types.intp,  # kind, transa/b, m n k
+    # the arguments: kind, trans a, trans b, m, n, k; then as commented below
+    sig = types.intc(types.char, types.char, types.char, types.intp, types.intp, types.intp,
                      ptr, ptr, types.intp, ptr, types.intp,  # alpha, A, lda, B, ldb
                      ptr, ptr, types.intp)  # beta, C, ldc
     return types.ExternalFunction("numba_xxgemm", sig)

@@ -67,7 +67,8 @@ def test_chain_weights_are_cut_into_tiles_that_make_up_the_whole(rng, rows, K, N
     _dot_blocks_in_both_dtypes(rng, rng.normal(size=(rows, K)), W, (blocks, got_depth))
 
 
-@pytest.mark.parametrize("rows, K, N", [(16, 32, 128), (16, 96, 32), (32, 128, 64), (16, 128, 128), (500, 512, 512)])
+@pytest.mark.parametrize("rows, K, N", [(16, 32, 128), (16, 96, 32), (32, 128, 64), (16, 128, 128),
+                                        (500, 512, 512)])
 def test_small_products_and_very_many_rows_keep_the_weight_whole(rng, rows, K, N):
     # Under 2^19 multiply-adds a tile's call costs more than it saves (the tiny model's products); within one
     # tile already (32 x 128 x 64); or 500 rows: even 500 x 32 x 64 tiles would exceed 1e6 multiply-adds.
