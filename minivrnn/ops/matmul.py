@@ -93,7 +93,7 @@ def sum_rows(a):
     return out
 
 
-# The chain's tiles: blocks of TILE_WIDTH columns, multiplied TILE_DEPTH rows deep (fewer where B is so large
+# The chain's tiles: blocks of TILE_WIDTH columns, multiplied TILE_DEPTHS[0] rows deep (fewer where B is so large
 # that a tile product would leave the small-matrix path). Measured on one thread at 32 rows, weights out of
 # the second-level cache as in the loop, GFLOP/s, tiles of 64 x 128 against the former column blocks or turned
 # round: 32 x 1536 x 512 150 / 118, 32 x 512 x 2048 151-165 / 134, 32 x 512 x 512 151 / 136, 32 x 128 x 512
