@@ -44,8 +44,8 @@ def chain_forward(params, config, px, mask, eps, state0):
     T, B, F = px.shape
     H, Z, L, dtype = config.h_dim, config.z_dim, config.n_layers, px.dtype
     is_lstm = config.cell == "lstm"
-    w = _weights(params, config, dtype)
-    G = w["W_ipz"].shape[1]  # 3H (GRU) or 4H (LSTM)
+    w, loop = _weights(params, config, dtype)
+    G = w["b_h"].shape[0]  # 3H (GRU) or 4H (LSTM)
     # phi_x's side of encoder layer 0 and of the recurrence, [ax_enc | ax_cell]: one product for both readers
     ax = matmul(px.reshape(T * B, F), w["W_xcat"])
     ax += w["b_xcat"]
@@ -61,8 +61,8 @@ def chain_forward(params, config, px, mask, eps, state0):
         "tanh_c": np.empty((T, B, Hc), dtype),
     }
     h_out, c_out = np.empty((B, H), dtype), np.empty((B, Hc), dtype)
-    n_chunks = _n_chunks(B, w["W_hcat"].size * B)
-    b = _operands(w, ("W_hcat", "W_head", "W_z0", "W_ipz"), B, n_chunks, transpose=False)
+    n_chunks = _n_chunks(B, B * H * (F + G))
+    b = _operands(loop, ("W_hcat", "W_head", "W_z0", "W_ipz"), B, n_chunks)
     with _threads(n_chunks):
         FORWARD[n_chunks > 1](
             is_lstm, n_chunks, ax.reshape(T, B, F + G), np.ascontiguousarray(eps),
@@ -73,30 +73,30 @@ def chain_forward(params, config, px, mask, eps, state0):
             s["a_h"], s["gates"], s["tanh_c"], h_out, c_out)
     out = {"h_prevs": s["h_prev"], "pz": s["pz_act"][L - 1], "q_mu": s["q_mu"], "q_sigma": s["q_sigma"],
            "final_state": (h_out, c_out) if is_lstm else (h_out,)}
-    return out, (config, px, mask, eps, w, s)
+    return out, (config, px, mask, eps, w, loop, s)
 
 
 def chain_backward(cache, dpz, dh_prevs, dq_mu, dq_sigma):
     """Backprop through time along the chain. Inputs are the gradients reaching the chain's outputs from
     outside it (the decoder's d phi_z(z_t), the prior's and decoder's d h_{t-1}, the KL's d mu_z, d sigma_z).
     Returns (dpx (T, B, F), grads keyed by full parameter names)."""
-    config, px, mask, eps, w, s = cache
+    config, px, mask, eps, w, loop, s = cache
     (T, B, F), L, dtype = px.shape, config.n_layers, px.dtype
     is_lstm = config.cell == "lstm"
-    G = w["W_ipz"].shape[1]
+    G = w["b_h"].shape[0]
     d = {"enc": np.empty((L, T, B, F), dtype), "head": np.empty((T, B, 2 * config.z_dim), dtype),
          "pz": np.empty((L, T, B, F), dtype), "a_h": np.empty((T, B, G), dtype)}
     d["a_i"] = d["a_h"] if is_lstm else np.empty((T, B, G), dtype)  # the LSTM sums a_i + a_h: one gradient
     dh0, dc0 = np.empty((B, config.h_dim), dtype), np.empty((B, s["c_prev"].shape[2]), dtype)
-    n_chunks = _n_chunks(B, w["W_hcat"].size * B)
-    b = _operands(w, ("W_enc0h", "W_h", "W_head", "W_z0", "W_ipz"), B, n_chunks, transpose=True)
+    n_chunks = _n_chunks(B, B * config.h_dim * (F + G))
+    b = _operands(loop, ("W_enc0hT", "W_hT", "W_headT", "W_z0T", "W_ipzT"), B, n_chunks)
     with _threads(n_chunks):
         BACKWARD[n_chunks > 1](
             is_lstm, n_chunks, np.ascontiguousarray(dpz), np.ascontiguousarray(dh_prevs),
             np.ascontiguousarray(dq_mu), np.ascontiguousarray(dq_sigma), np.ascontiguousarray(mask),
             np.ascontiguousarray(eps), s["h_prev"], s["c_prev"], s["enc_act"], s["slope"], s["pz_act"], s["a_h"],
-            s["gates"], s["tanh_c"], b["W_enc0h"], b["W_h"], w["enc_WT"], b["W_head"], b["W_z0"],
-            w["z_WT"], b["W_ipz"], d["enc"], d["head"], d["pz"], d["a_i"], d["a_h"], dh0, dc0)
+            s["gates"], s["tanh_c"], b["W_enc0hT"], b["W_hT"], w["enc_WT"], b["W_headT"], b["W_z0T"],
+            w["z_WT"], b["W_ipzT"], d["enc"], d["head"], d["pz"], d["a_i"], d["a_h"], dh0, dc0)
     return _input_and_weight_grads(config, px, w, s, d)
 
 
@@ -131,38 +131,48 @@ def _input_and_weight_grads(config, px, w, s, d):
 
 
 def _weights(params, config, dtype):
-    """The chain's weights, cut and stacked the way the kernels read them (plus transposes for backward)."""
-    F, L = config.feat_dim, config.n_layers
-    c = sub(params, f"{config.cell}.")
-    W_i, W_h, b_i, b_h = (lstm if config.cell == "lstm" else gru).pack(c)
-    if config.cell == "lstm":  # both biases sit inside the one pre-activation a_i + a_h
+    """The chain's weights as the kernels read them. Those the loop multiplies by (``LOOP_WEIGHTS``) stay in
+    pieces, the parameters themselves (or their transposes, for backward), which ``_operands`` copies straight
+    into the loop's tile layout: a joined copy first would be one more pass over the weights every step."""
+    F, L, cell = config.feat_dim, config.n_layers, config.cell
+    gates = (lstm if cell == "lstm" else gru).GATES
+    W_i = [params[f"{cell}.W_i{g}"] for g in gates]  # each (F + F, H): the rows for phi_x(x_t), then phi_z(z_t)
+    W_h = [params[f"{cell}.W_h{g}"] for g in gates]  # each (H, H)
+    b_i = np.concatenate([params[f"{cell}.b_i{g}"] for g in gates])
+    b_h = np.concatenate([params[f"{cell}.b_h{g}"] for g in gates])
+    if cell == "lstm":  # both biases sit inside the one pre-activation a_i + a_h
         b_i, b_h = b_i + b_h, np.zeros_like(b_h)
-    W_enc0 = params["enc.l0.W"]  # (F + H, F)
+    W_enc0, W_mu, W_sig = params["enc.l0.W"], params["enc.mu.W"], params["enc.sigma.W"]  # W_enc0 (F + H, F)
     stack = lambda name: (np.stack([params[f"{name}.l{l}.W"] for l in range(1, L)]) if L > 1
                           else np.empty((0, F, F), dtype))
     stack_b = lambda name: (np.stack([params[f"{name}.l{l}.b"] for l in range(1, L)]) if L > 1
                             else np.empty((0, F), dtype))
+    W_xcat = np.concatenate([W_enc0[:F]] + [W[:F] for W in W_i], axis=1)  # (F, F + G): phi_x's two readers
     w = {
-        "W_enc0x": W_enc0[:F], "W_hcat": np.ascontiguousarray(np.concatenate([W_enc0[F:], W_h], axis=1)),
-        "W_xcat": np.concatenate([W_enc0[:F], W_i[:F]], axis=1),  # (F, F + G): phi_x's two readers
-        "b_xcat": np.concatenate([params["enc.l0.b"], b_i]),
-        "b_h": b_h, "b_i": b_i, "W_ipx": W_i[:F], "W_ipz": np.ascontiguousarray(W_i[F:]),
+        "W_xcat": W_xcat, "W_enc0x": W_xcat[:, :F], "W_ipx": W_xcat[:, F:],
+        "b_xcat": np.concatenate([params["enc.l0.b"], b_i]), "b_h": b_h,
         "enc_W": stack("enc"), "enc_b": stack_b("enc"), "z_W": stack("phi_z"), "z_b": stack_b("phi_z"),
-        "W_head": np.concatenate([params["enc.mu.W"], params["enc.sigma.W"]], axis=1),  # (F, 2Z): [mu | sigma]
         "b_head": np.concatenate([params["enc.mu.b"], params["enc.sigma.b"]]),
-        "W_z0": params["phi_z.l0.W"], "b_z0": params["phi_z.l0.b"],
+        "b_z0": np.ascontiguousarray(params["phi_z.l0.b"]),  # (the rest are new arrays, contiguous)
     }
-    w["W_enc0h"], w["W_h"] = W_enc0[F:], W_h  # h_{t-1}'s two readers, apart for backward
     for name in ("enc_W", "z_W"):
         w[name + "T"] = np.ascontiguousarray(w[name].transpose(0, 2, 1))
-    return {k: np.ascontiguousarray(v) for k, v in w.items()}
+    loop = {  # in pieces, as np.block would join them
+        "W_hcat": [[W_enc0[F:], *W_h]],  # (H, F + G): h_{t-1}'s two readers [W_enc0h | W_h], one product
+        "W_head": [[W_mu, W_sig]],  # (F, 2Z): the encoder's two heads [mu | sigma]
+        "W_z0": [[params["phi_z.l0.W"]]], "W_ipz": [[W[F:] for W in W_i]],  # (F, G): phi_z's rows of W_i
+        # their transposes, for backward (h_{t-1}'s two readers apart: their gradients are added in the loop)
+        "W_enc0hT": [[W_enc0[F:].T]], "W_hT": [[W.T] for W in W_h], "W_headT": [[W_mu.T], [W_sig.T]],
+        "W_z0T": [[params["phi_z.l0.W"].T]], "W_ipzT": [[W[F:].T] for W in W_i],
+    }
+    return w, loop
 
 
-def _operands(w, names, B, n_chunks, transpose):
-    """The loop's weights (for backward, their transposes) in the form ``dot_blocks`` (ops/matmul.py) multiplies
-    one chunk's rows by: blocks of columns, multiplied a tile at a time."""
+def _operands(loop, names, B, n_chunks):
+    """The loop's weights in the form ``dot_blocks`` (ops/matmul.py) multiplies one chunk's rows by: blocks of
+    columns, multiplied a tile at a time."""
     rows = -(-B // n_chunks)
-    return {name: chain_operand(w[name].T if transpose else w[name], rows) for name in names}
+    return {name: chain_operand(loop[name], rows) for name in names}
 
 
 # Below this many multiply-adds per time step (B * H * (F + G), the product with h_{t-1}) a second thread

@@ -146,22 +146,29 @@ def test_bad_inputs_are_value_errors_naming_the_argument():
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-@pytest.mark.parametrize("n_layers, layout", [(1, "one block"), (2, "one block"), (1, "tiles"), (2, "tiles")])
+@pytest.mark.parametrize("n_layers, layout", [(1, "one block"), (2, "one block"), (1, "tiles"), (2, "tiles"),
+                                              (1, "tiles from pieces"), (2, "tiles from pieces")])
 def test_chain_kernels_match_the_python_loop(cell, n_layers, layout, monkeypatch):
     """The compiled chain (minivrnn/chain.py) against the readable loop in tests/reference/chain.py; ``layout``
     says how the loop's products multiply by their weights (ops/matmul.py): each weight whole, or in tiles (the
-    size limits lowered so that even these small weights are cut, with a ragged last tile both ways)."""
+    size limits lowered so that even these small weights are cut, with a ragged last tile both ways), the tiles
+    copied from the joined weights or, where the pieces are whole blocks wide, from the parameters themselves."""
     import minivrnn.ops.matmul as mm
     from minivrnn.chain import chain_backward, chain_forward
     from tests.reference import chain as ref
 
-    h_dim = 8 if layout == "tiles" else 5
-    if layout == "tiles":  # W_hcat (8, 4 + 3 or 4 x 8): 2 blocks of 16 columns, tiles 3, 3 and 2 rows deep
+    h_dim = 5 if layout == "one block" else 8
+    if layout != "one block":  # W_hcat = [W_enc0h | W_h] (8, 4 + 3 or 4 x 8), tiles 3, 3 and 2 rows deep
         monkeypatch.setattr(mm, "TILED_MIN_WORK", 1)
-        monkeypatch.setattr(mm, "TILE_WIDTH", 16)
         monkeypatch.setattr(mm, "TILE_DEPTHS", (3,))
-        blocks, depth = mm.chain_operand(np.zeros((8, 28)), 4)
-        assert blocks.shape == (2, 8, 16) and depth == 3
+        width = 16 if layout == "tiles" else 4  # 16: the pieces (4, then 8 wide) are joined; 4: copied as they are
+        monkeypatch.setattr(mm, "TILE_WIDTH", width)
+        pieces = [[np.zeros((8, 4))] + [np.zeros((8, 8))] * (4 if cell == "lstm" else 3)]
+        blocks, depth = mm.chain_operand(pieces, 4)
+        assert blocks.shape == (-(-sum(p.shape[1] for p in pieces[0]) // width), 8, width) and depth == 3
+        copied = []  # the arrays copied into blocks: joined weights, or the pieces themselves
+        copy = mm._copy_column_blocks
+        monkeypatch.setattr(mm, "_copy_column_blocks", lambda W, blocks: copied.append(W) or copy(W, blocks))
     config = VRNNConfig(x_dim=2, z_dim=3, h_dim=h_dim, feat_dim=4, n_layers=n_layers, model="vrnn-gauss",
                         cell=cell)
     params = init_params(config, seed=7)
@@ -188,6 +195,9 @@ def test_chain_kernels_match_the_python_loop(cell, n_layers, layout, monkeypatch
     assert set(grads) == set(ref_grads)
     for k in grads:
         np.testing.assert_allclose(grads[k], ref_grads[k], rtol=1e-10, atol=1e-12, err_msg=k)
+    if layout != "one block":  # W_hcat's first piece, W_enc0h (8, 4), copied on its own only in whole blocks of 4
+        W_enc0h = [W for W in copied if W.shape == (8, 4) and np.shares_memory(W, params["enc.l0.W"])]
+        assert len(W_enc0h) == (1 if layout == "tiles from pieces" else 0)
 
 
 def test_results_do_not_depend_on_the_thread_count(monkeypatch):

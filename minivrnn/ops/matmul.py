@@ -112,25 +112,73 @@ def chain_operand(W, rows):
     """W (K, N) in the form ``dot_blocks`` multiplies ``rows``-row left operands by: (blocks, depth), with
     ``blocks`` (n, K, width) W's columns in blocks, zero-padded at the end (``column_blocks``), multiplied
     ``depth`` rows of a block at a time. A product too small to gain, or with rows so many that no tile fits the
-    small-matrix path, is W itself, one block as deep as W: (W[None], K)."""
-    K, N = W.shape
+    small-matrix path, is W itself, one block as deep as W: (W[None], K).
+
+    W may also be given in pieces, the nested list ``np.block`` would join (``[[A, B]]`` for [A | B], ``[[A], [B]]``
+    for A above B): the blocks are then copied from the pieces, without joining them first."""
+    pieces = _as_pieces(W)
+    K, N = _joined_shape(pieces)
     depths = [d for d in TILE_DEPTHS if rows * d * TILE_WIDTH <= SMALL_GEMM_MNK]
     if rows * K * N < TILED_MIN_WORK or not depths or (N <= TILE_WIDTH and K <= depths[0]):
-        return np.ascontiguousarray(W)[None], K
-    return column_blocks(W, min(TILE_WIDTH, N)), depths[0]
+        return np.ascontiguousarray(_joined(pieces))[None], K
+    return column_blocks(pieces, min(TILE_WIDTH, N)), depths[0]
 
 
 def column_blocks(W, width):
-    """W (K, N) as column blocks (n, K, width), n = ceil(N / width), the last zero-padded."""
+    """W (K, N), or its pieces as in ``chain_operand``, as column blocks (n, K, width), n = ceil(N / width), the
+    last zero-padded. Each piece is copied straight into its blocks when its columns start on a block boundary
+    (so each piece but a row's last must be a whole number of blocks wide); otherwise the pieces are joined."""
+    pieces = _as_pieces(W)
+    if any(p.shape[1] % width for row in pieces for p in row[:-1]):
+        pieces = [[_joined(pieces)]]
+    K, N = _joined_shape(pieces)
+    blocks = np.empty((_ceil_div(N, width), K, width), pieces[0][0].dtype)
+    k0 = 0
+    for row in pieces:  # a row of pieces fills rows k0:k1 of every block, each piece its own blocks
+        k1, i0 = k0 + row[0].shape[0], 0
+        for piece in row:
+            n = _ceil_div(piece.shape[1], width)
+            _copy_column_blocks(piece, blocks[i0:i0 + n, k0:k1])
+            i0 += n
+        k0 = k1
+    return blocks
+
+
+def _copy_column_blocks(W, blocks):
+    """blocks (n, K, width) = W (K, N)'s columns, the last block zero-padded."""
     K, N = W.shape
-    n, full = _ceil_div(N, width), N // width
-    blocks = np.empty((n, K, width), W.dtype)
+    width = blocks.shape[2]
+    full = N // width
     # the whole blocks in one copy: W's columns (K, full, width) as (full, K, width), a view even of W.T
     blocks[:full] = W[:, :full * width].reshape(K, full, width).transpose(1, 0, 2)
-    if full < n:
+    if full < blocks.shape[0]:
         blocks[full, :, :N - full * width] = W[:, full * width:]
         blocks[full, :, N - full * width:] = 0
-    return blocks
+
+
+def _as_pieces(W):
+    """A weight or the nested list of its pieces, as the nested list (rows of pieces)."""
+    return [[W]] if isinstance(W, np.ndarray) else [list(row) for row in W]
+
+
+def _joined_shape(pieces):
+    """The shape (K, N) of np.block(pieces)."""
+    K = N = 0
+    for row in pieces:
+        K += row[0].shape[0]
+    for piece in pieces[0]:
+        N += piece.shape[1]
+    return K, N
+
+
+def _joined(pieces):
+    """np.block(pieces): a copy only when there is more than one piece (and np.concatenate, ~10x less overhead
+    than np.block, for a single row or a single column of pieces)."""
+    if len(pieces) == 1:
+        return pieces[0][0] if len(pieces[0]) == 1 else np.concatenate(pieces[0], axis=1)
+    if all(len(row) == 1 for row in pieces):
+        return np.concatenate([row[0] for row in pieces], axis=0)
+    return np.block(pieces)
 
 
 def _ceil_div(a, b):

@@ -108,6 +108,42 @@ def test_skinny_products_turned_round_give_the_same_contiguous_result(rng, rows,
     assert mm.matmul(a.astype(np.float32), b.astype(np.float32)).dtype == np.float32
 
 
+def _pieces_cases(rng):
+    A, B, C = rng.normal(size=(96, 128)), rng.normal(size=(96, 64)), rng.normal(size=(96, 100))
+    gates = [rng.normal(size=(100, 100)) for _ in range(3)]
+    return {
+        "side by side, whole blocks then a ragged last": [[A, B, C]],
+        "side by side, a ragged piece first (joined)": [[C, A]],
+        "transposes one above another": [[g.T] for g in gates],
+        "a grid": [[A[:3], B[:3, :10]], [A[3:8], B[3:8, :10]]],
+    }
+
+
+@pytest.mark.parametrize("case", ["side by side, whole blocks then a ragged last",
+                                  "side by side, a ragged piece first (joined)", "transposes one above another",
+                                  "a grid"])
+def test_a_weight_in_pieces_makes_the_blocks_of_the_joined_weight(rng, case):
+    # The chain keeps W_hcat = [W_enc0h | W_hr | W_hz | W_hn] and W_h.T = [W_hr.T; W_hz.T; W_hn.T] in pieces
+    # (chain.py); copied into the blocks piece by piece, they must give the blocks of the joined weight.
+    pieces = _pieces_cases(rng)[case]
+    W = np.block(pieces)
+    blocks = mm.column_blocks(pieces, 64)
+    np.testing.assert_array_equal(blocks, mm.column_blocks(W, 64))
+    np.testing.assert_array_equal(np.concatenate(list(blocks), axis=1)[:, :W.shape[1]], W)
+    operand = mm.chain_operand(pieces, 32)
+    assert operand[0].shape[0] == 1 or operand[0].shape[2] == mm.TILE_WIDTH
+    _dot_blocks_in_both_dtypes(rng, rng.normal(size=(32, W.shape[0])), W, operand)
+
+
+def test_small_weights_in_pieces_are_joined_into_one_block(rng):
+    pieces = [[rng.normal(size=(16, 8)) for _ in range(3)]]
+    blocks, depth = mm.chain_operand(pieces, 16)
+    assert blocks.shape == (1, 16, 24) and depth == 16 and blocks.flags.c_contiguous
+    np.testing.assert_array_equal(blocks[0], np.block(pieces))
+    column = [[rng.normal(size=(8, 16)).T] for _ in range(3)]
+    np.testing.assert_array_equal(mm.chain_operand(column, 16)[0][0], np.block(column))
+
+
 @pytest.mark.parametrize("K, N, width", [(96, 128, 64), (96, 100, 64), (5, 7, 3), (4, 2, 4)])
 def test_column_blocks_of_a_transposed_view_are_its_columns(rng, K, N, width):
     # The backward loop cuts W.T (a view, not contiguous) into blocks: the same blocks as of its copy.
