@@ -154,22 +154,25 @@ def _lstm_gates_step(a_i, a_h, c, gates, tanh_c, c_new, h_new):
 @kernel
 def _lstm_gates_step_backward(dh_new, dc_new, c, gates, tanh_c, da, dc):
     """Backward of _lstm_gates_step, line by line in reverse: writes da (B, 4H), the gradient of the
-    pre-activation a_i + a_h, and dc = d loss / d c (the caller adds da @ W_h.T to get dh)."""
+    pre-activation a_i + a_h, and dc = d loss / d c (the caller adds da @ W_h.T to get dh). Each gate's part of
+    a row is read through its own view, so that the loop vectorises."""
     B, H = c.shape
     one = c.dtype.type(1.0)
     for b in range(B):
+        dy, dcn, cb, tc, dcb = dh_new[b], dc_new[b], c[b], tanh_c[b], dc[b]
+        i, f, g, o = gates[b, :H], gates[b, H:2 * H], gates[b, 2 * H:3 * H], gates[b, 3 * H:]
+        da_i, da_f, da_g, da_o = da[b, :H], da[b, H:2 * H], da[b, 2 * H:3 * H], da[b, 3 * H:]
         for j in range(H):
-            i, f, g, o = gates[b, j], gates[b, H + j], gates[b, 2 * H + j], gates[b, 3 * H + j]
-            do = dh_new[b, j] * tanh_c[b, j]  # h' = o * tanh(c')
-            dc_total = dc_new[b, j] + dh_new[b, j] * o * (one - tanh_c[b, j] * tanh_c[b, j])
-            df = dc_total * c[b, j]  # c' = f * c + i * g
-            dc[b, j] = dc_total * f
-            di = dc_total * g
-            dg = dc_total * i
-            da[b, 3 * H + j] = do * o * (one - o)  # o = sigmoid(a_o)
-            da[b, 2 * H + j] = dg * (one - g * g)  # g = tanh(a_g)
-            da[b, H + j] = df * f * (one - f)  # f = sigmoid(a_f)
-            da[b, j] = di * i * (one - i)  # i = sigmoid(a_i)
+            do = dy[j] * tc[j]  # h' = o * tanh(c')
+            dc_total = dcn[j] + dy[j] * o[j] * (one - tc[j] * tc[j])
+            df = dc_total * cb[j]  # c' = f * c + i * g
+            dcb[j] = dc_total * f[j]
+            di = dc_total * g[j]
+            dg = dc_total * i[j]
+            da_o[j] = do * o[j] * (one - o[j])  # o = sigmoid(a_o)
+            da_g[j] = dg * (one - g[j] * g[j])  # g = tanh(a_g)
+            da_f[j] = df * f[j] * (one - f[j])  # f = sigmoid(a_f)
+            da_i[j] = di * i[j] * (one - i[j])  # i = sigmoid(a_i)
 
 
 @kernel
