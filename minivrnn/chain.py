@@ -22,6 +22,7 @@ element-wise passes are written over row views so that they vectorise (ops/vecma
 """
 import types
 from contextlib import contextmanager
+from functools import partial
 
 import numba
 import numpy as np
@@ -34,6 +35,7 @@ from .ops.matmul import chain_operand, dot_blocks, matmul, matmul_tn, sum_rows
 from .ops.gru import _gru_gates_step, _gru_gates_step_backward
 from .ops.lstm import _lstm_gates_step, _lstm_gates_step_backward
 from .ops.recurrent import _masked_update, _masked_update_backward
+from .memory import Workspace
 from .params import sub
 
 
@@ -109,7 +111,18 @@ def _input_and_weight_grads(config, px, w, s, d):
     def linear(name, inputs, dout):
         grads[f"{name}.W"], grads[f"{name}.b"] = matmul_tn(rows(inputs), rows(dout)), sum_rows(rows(dout))
 
-    linear("enc.l0", np.concatenate([px, s["h_prev"]], axis=2), d["enc"][0])  # enc saw [phi_x(x_t), h_{t-1}]
+    def side_by_side_tn(inputs, dout):
+        """[a_1 | a_2 | ...].T @ dout, the gradient of a weight that read its inputs side by side: each input's
+        rows of it written in place (joining the inputs first would be one more copy of them)."""
+        out = np.empty((sum(a.shape[-1] for a in inputs), dout.shape[-1]), dout.dtype)
+        i0 = 0
+        for a in inputs:
+            matmul_tn(rows(a), rows(dout), out=out[i0:i0 + a.shape[-1]])
+            i0 += a.shape[-1]
+        return out
+
+    # enc saw [phi_x(x_t), h_{t-1}]
+    grads["enc.l0.W"], grads["enc.l0.b"] = side_by_side_tn([px, s["h_prev"]], d["enc"][0]), sum_rows(rows(d["enc"][0]))
     for l in range(1, L):
         linear(f"enc.l{l}", s["enc_act"][l - 1], d["enc"][l])
     Z = config.z_dim  # the encoder's two heads sat side by side, [mu | sigma]: one product, then split
@@ -120,11 +133,10 @@ def _input_and_weight_grads(config, px, w, s, d):
     linear("phi_z.l0", s["z"], d["pz"][0])
     for l in range(1, L):
         linear(f"phi_z.l{l}", s["pz_act"][l - 1], d["pz"][l])
-    cell_in = rows(np.concatenate([px, s["pz_act"][L - 1]], axis=2))  # the cell saw [phi_x(x_t), phi_z(z_t)]
     da_i, da_h = rows(d["a_i"]), rows(d["a_h"])
     module = lstm if config.cell == "lstm" else gru
-    cell = module.unpack(matmul_tn(cell_in, da_i), matmul_tn(rows(s["h_prev"]), da_h), sum_rows(da_i),
-                         sum_rows(da_h))
+    W_i = side_by_side_tn([px, s["pz_act"][L - 1]], da_i)  # the cell saw [phi_x(x_t), phi_z(z_t)]
+    cell = module.unpack(W_i, matmul_tn(rows(s["h_prev"]), da_h), sum_rows(da_i), sum_rows(da_h))
     grads.update({f"{config.cell}.{k}": v for k, v in cell.items()})
     dpx = matmul(rows(d["enc"][0]), w["W_enc0x"].T) + matmul(da_i, w["W_ipx"].T)  # (N, F): phi_x fed both
     return dpx.reshape(T, B, F), grads
@@ -170,9 +182,13 @@ def _weights(params, config, dtype):
 
 def _operands(loop, names, B, n_chunks):
     """The loop's weights in the form ``dot_blocks`` (ops/matmul.py) multiplies one chunk's rows by: blocks of
-    columns, multiplied a tile at a time."""
+    columns, multiplied a tile at a time. The blocks are rewritten at every call into the same arrays, on 2 MiB
+    pages (memory.py: the loop streams them in at every time step, and on 4 KiB pages that costs ~8 % of it)."""
     rows = -(-B // n_chunks)
-    return {name: chain_operand(loop[name], rows) for name in names}
+    return {name: chain_operand(loop[name], rows, partial(_BLOCKS.empty, name)) for name in names}
+
+
+_BLOCKS = Workspace()  # the loop's blocks of weights, by name: each used only within one chain_forward/backward
 
 
 # Below this many multiply-adds per time step (B * H * (F + G), the product with h_{t-1}) a second thread

@@ -1,7 +1,11 @@
+import os
 import subprocess
 import sys
+import threading
 
-from minivrnn.memory import keep_freed_memory
+import numpy as np
+
+from minivrnn.memory import HUGE_PAGE, Workspace, huge_page_empty, keep_freed_memory
 
 
 def test_keep_freed_memory_cuts_page_faults_of_repeated_big_allocations():
@@ -23,3 +27,45 @@ def test_keep_freed_memory_cuts_page_faults_of_repeated_big_allocations():
 
 def test_keep_freed_memory_reports_success_on_linux():
     assert keep_freed_memory() is (sys.platform.startswith("linux"))
+
+
+def _vm_flags(array):
+    """The VmFlags of the mapping holding ``array``'s first byte (Linux's /proc/self/smaps), or None."""
+    address = array.ctypes.data
+    with open("/proc/self/smaps") as smaps:
+        inside = False
+        for line in smaps:
+            first = line.split()[0]
+            if "-" in first and not first.endswith(":"):
+                start, end = (int(x, 16) for x in first.split("-"))
+                inside = start <= address < end
+            elif inside and first == "VmFlags:":
+                return line.split()[1:]
+    return None
+
+
+def test_huge_page_arrays_are_aligned_writable_and_advised():
+    a = huge_page_empty((3, 1000, 64), np.float32)
+    assert a.shape == (3, 1000, 64) and a.dtype == np.float32 and a.flags.c_contiguous and a.flags.writeable
+    a[:] = 1.5  # every byte is ours to write
+    assert a.sum() == 1.5 * a.size
+    assert huge_page_empty((0, 64), np.float64).shape == (0, 64)
+    if not sys.platform.startswith("linux") or not os.path.exists("/sys/kernel/mm/transparent_hugepage"):
+        return  # (np.empty there: nothing more to check)
+    assert a.ctypes.data % HUGE_PAGE == 0
+    assert "hg" in _vm_flags(a)  # the mapping carries MADV_HUGEPAGE ("hg"): Linux may back it with 2 MiB pages
+
+
+def test_a_workspace_gives_the_same_array_back_per_key_shape_and_dtype():
+    ws = Workspace(capacity=3)
+    a = ws.empty("W", (4, 8, 64), np.float32)
+    assert ws.empty("W", (4, 8, 64), np.float32) is a
+    others = [ws.empty("V", (4, 8, 64), np.float32), ws.empty("W", (5, 8, 64), np.float32),
+              ws.empty("W", (4, 8, 64), np.float64)]
+    assert all(o is not a and not np.shares_memory(o, a) for o in others)
+    assert ws.empty("W", (4, 8, 64), np.float32) is not a  # three newer arrays pushed it out (capacity 3)
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(ws.empty("V", (4, 8, 64), np.float32)))
+    thread.start()
+    thread.join()
+    assert seen[0] is not others[0]  # another thread has arrays of its own

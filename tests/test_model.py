@@ -200,6 +200,28 @@ def test_chain_kernels_match_the_python_loop(cell, n_layers, layout, monkeypatch
         assert len(W_enc0h) == (1 if layout == "tiles from pieces" else 0)
 
 
+def test_the_loops_blocks_are_rewritten_into_the_same_arrays_at_every_step(monkeypatch):
+    """chain.py keeps the loop's blocks of weights in reused arrays (on 2 MiB pages, memory.py): one model's
+    loss and gradients must not depend on what another model's step left in them."""
+    import minivrnn.chain as chain
+    import minivrnn.ops.matmul as mm
+
+    monkeypatch.setattr(mm, "TILED_MIN_WORK", 1)  # (so that this small model's weights are cut into blocks)
+    monkeypatch.setattr(mm, "TILE_WIDTH", 4)
+    config = VRNNConfig(x_dim=3, z_dim=2, h_dim=8, feat_dim=4, model="vrnn-gauss")
+    rng = np.random.default_rng(3)
+    x, mask, eps = rng.normal(size=(5, 3, 3)), np.ones((5, 3)), rng.normal(size=(5, 3, 2))
+    first, other = init_params(config, seed=1), init_params(config, seed=2)
+    loss, grads = loss_and_grads(first, config, x, mask, eps)
+    blocks = chain._operands(chain._weights(first, config, np.float64)[1], ["W_hcat"], 3, 1)["W_hcat"][0]
+    loss_and_grads(other, config, x, mask, eps)
+    again, grads_again = loss_and_grads(first, config, x, mask, eps)
+    assert again == loss
+    for k in grads:
+        np.testing.assert_array_equal(grads_again[k], grads[k], err_msg=k)
+    assert chain._operands(chain._weights(first, config, np.float64)[1], ["W_hcat"], 3, 1)["W_hcat"][0] is blocks
+
+
 def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     """The batch is split into one chunk per thread, and the products over all T*B rows into one block of rows
     per thread; each sequence's arithmetic is the same either way (up to the order of the weight-gradient sum)."""

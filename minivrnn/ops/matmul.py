@@ -67,22 +67,24 @@ def matmul(a, b):
     return out
 
 
-def matmul_tn(a, b):
-    """a.T @ b for a (N, I) and b (N, O): the sum over the N rows of outer products, e.g. a weight gradient."""
+def matmul_tn(a, b, out=None):
+    """a.T @ b for a (N, I) and b (N, O): the sum over the N rows of outer products, e.g. a weight gradient.
+    ``out`` (I, O), if given, receives it (a block of rows of a bigger array, say) and is returned."""
     n_chunks = _n_chunks(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
     rows = _small_block_rows(a.shape[0], a.shape[1] * b.shape[1])
     if n_chunks == 1 and rows is None:
-        return a.T @ b
-    if n_chunks == 1:
+        return np.matmul(a.T, b, out=out)
+    if out is None:
         out = np.empty((a.shape[1], b.shape[1]), np.result_type(a, b))
+    if n_chunks == 1:
         _tn_row_blocks_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), out, rows)
         return out
     partial = np.empty((n_chunks, a.shape[1], b.shape[1]), np.result_type(a, b))  # (chunks, I, O)
     _tn_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), partial, n_chunks)
-    total = partial[0]
+    out[:] = partial[0]
     for chunk in range(1, n_chunks):  # the serial reduction, always in the same order
-        total += partial[chunk]
-    return total
+        out += partial[chunk]
+    return out
 
 
 def sum_rows(a):
@@ -108,23 +110,24 @@ TILE_DEPTHS = (128, 64, 32)
 TILED_MIN_WORK = 2**19
 
 
-def chain_operand(W, rows):
+def chain_operand(W, rows, empty=np.empty):
     """W (K, N) in the form ``dot_blocks`` multiplies ``rows``-row left operands by: (blocks, depth), with
     ``blocks`` (n, K, width) W's columns in blocks, zero-padded at the end (``column_blocks``), multiplied
     ``depth`` rows of a block at a time. A product too small to gain, or with rows so many that no tile fits the
     small-matrix path, is W itself, one block as deep as W: (W[None], K).
 
     W may also be given in pieces, the nested list ``np.block`` would join (``[[A, B]]`` for [A | B], ``[[A], [B]]``
-    for A above B): the blocks are then copied from the pieces, without joining them first."""
+    for A above B): the blocks are then copied from the pieces, without joining them first. ``empty(shape,
+    dtype)`` makes the array of blocks (the chain passes one that reuses an array on 2 MiB pages: memory.py)."""
     pieces = _as_pieces(W)
     K, N = _joined_shape(pieces)
     depths = [d for d in TILE_DEPTHS if rows * d * TILE_WIDTH <= SMALL_GEMM_MNK]
     if rows * K * N < TILED_MIN_WORK or not depths or (N <= TILE_WIDTH and K <= depths[0]):
         return np.ascontiguousarray(_joined(pieces))[None], K
-    return column_blocks(pieces, min(TILE_WIDTH, N)), depths[0]
+    return column_blocks(pieces, min(TILE_WIDTH, N), empty), depths[0]
 
 
-def column_blocks(W, width):
+def column_blocks(W, width, empty=np.empty):
     """W (K, N), or its pieces as in ``chain_operand``, as column blocks (n, K, width), n = ceil(N / width), the
     last zero-padded. Each piece is copied straight into its blocks when its columns start on a block boundary
     (so each piece but a row's last must be a whole number of blocks wide); otherwise the pieces are joined."""
@@ -132,7 +135,7 @@ def column_blocks(W, width):
     if any(p.shape[1] % width for row in pieces for p in row[:-1]):
         pieces = [[_joined(pieces)]]
     K, N = _joined_shape(pieces)
-    blocks = np.empty((_ceil_div(N, width), K, width), pieces[0][0].dtype)
+    blocks = empty((_ceil_div(N, width), K, width), pieces[0][0].dtype)
     k0 = 0
     for row in pieces:  # a row of pieces fills rows k0:k1 of every block, each piece its own blocks
         k1, i0 = k0 + row[0].shape[0], 0

@@ -37,6 +37,21 @@ def test_big_products_split_over_the_threads_and_agree(rng, monkeypatch):
     assert f32.dtype == np.float32
 
 
+@pytest.mark.parametrize("path", ["one call", "row blocks", "threads"])
+def test_matmul_tn_writes_into_a_block_of_rows_of_a_bigger_array(rng, monkeypatch, path):
+    # chain.py writes a weight gradient's rows for each of its inputs straight into the one gradient array.
+    if path == "threads":
+        monkeypatch.setattr(mm, "PARALLEL_MIN_WORK", 1)
+    n = 5000 if path == "row blocks" else 50  # 8 by 30: under ROW_BLOCK_MAX_IO, in blocks of 1e6 // 240 rows
+    a, b = rng.normal(size=(n, 8)), rng.normal(size=(n, 30))
+    if path == "row blocks":
+        assert mm._small_block_rows(n, 8 * 30) is not None
+    grad = np.full((20, 30), np.nan)
+    out = mm.matmul_tn(a, b, out=grad[5:13])
+    np.testing.assert_allclose(grad[5:13], a.T @ b, rtol=1e-12, atol=1e-12)
+    assert np.shares_memory(out, grad) and np.isnan(grad[:5]).all() and np.isnan(grad[13:]).all()
+
+
 def test_small_products_stay_one_call():
     assert mm._n_chunks(800, mm.PARALLEL_MIN_WORK - 1) == 1
 
