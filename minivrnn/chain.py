@@ -10,7 +10,7 @@ model.py. So the loop here does just the products that must be sequential, per t
     mu_z, sigma_z = a_mu + b_mu, softplus(a_sig + b_sig) + sigma_min
     z_t = mu_z + sigma_z * eps_t                      the reparameterisation
     p = ReLU layers of phi_z(z_t)
-    a_i = (phi_x(x_t) @ W_ipx + b_i, computed before the loop) + p @ W_ipz
+    a_i = (phi_x(x_t) @ W_ipx, computed before the loop) + b_i + p @ W_ipz
     h_t = GRU or LSTM gates from a_i, a_h; padded steps keep h_{t-1}
 
 and stores every pre-activation's input so that, after the backward loop, each weight gradient is one
@@ -49,8 +49,7 @@ def chain_forward(params, config, px, mask, eps, state0):
     w, loop = _weights(params, config, dtype)
     G = w["b_h"].shape[0]  # 3H (GRU) or 4H (LSTM)
     # phi_x's side of encoder layer 0 and of the recurrence, [ax_enc | ax_cell]: one product for both readers
-    ax = matmul(px.reshape(T * B, F), w["W_xcat"])
-    ax += w["b_xcat"]
+    ax = matmul(px.reshape(T * B, F), w["W_xcat"])  # (their biases are added in the loop, b_x: one pass fewer)
     Hc = H if is_lstm else 0  # the cell state c exists only for the LSTM (zero-width arrays otherwise)
     h0 = np.ascontiguousarray(state0[0])
     c0 = np.ascontiguousarray(state0[1]) if is_lstm else np.zeros((B, 0), dtype)
@@ -69,7 +68,7 @@ def chain_forward(params, config, px, mask, eps, state0):
         FORWARD[n_chunks > 1](
             is_lstm, n_chunks, ax.reshape(T, B, F + G), np.ascontiguousarray(eps),
             np.ascontiguousarray(mask), h0, c0,
-            b["W_hcat"], w["b_h"], w["enc_W"], w["enc_b"], b["W_head"], w["b_head"],
+            w["b_xcat"], b["W_hcat"], w["b_h"], w["enc_W"], w["enc_b"], b["W_head"], w["b_head"],
             b["W_z0"], w["b_z0"], w["z_W"], w["z_b"], b["W_ipz"], dtype.type(config.sigma_min),
             s["h_prev"], s["c_prev"], s["enc_act"], s["q_mu"], s["q_sigma"], s["slope"], s["z"], s["pz_act"],
             s["a_h"], s["gates"], s["tanh_c"], h_out, c_out)
@@ -245,7 +244,7 @@ def _relu_backward(dy, act, out):
             out[i, j] = dy[i, j] if act[i, j] > zero else zero
 
 
-def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, W_hcat, b_h, enc_W, enc_b,
+def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, b_x, W_hcat, b_h, enc_W, enc_b,
                           W_head, b_head, W_z0, b_z0, z_W, z_b, W_ipz, sigma_min, h_prev, c_prev,
                           enc_act, q_mu, q_sigma, slope, z, pz_act, a_h, gates, tanh_c, h_out, c_out):
     T, B = ax.shape[0], ax.shape[1]
@@ -253,6 +252,7 @@ def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, W_hcat, b_h, e
     one = ax.dtype.type(1.0)
     zero = ax.dtype.type(0.0)
     b_mu, b_sig = b_head[:Z], b_head[Z:]
+    bx_enc, bx_cell = b_x[:F], b_x[F:]
     for chunk in prange(n_chunks):
         r0, r1 = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
         nb = r1 - r0
@@ -272,7 +272,7 @@ def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, W_hcat, b_h, e
             for i in range(nb):  # encoder layer 0, eq. (8): ReLU(phi_x side + h side)
                 ax_enc, ah_enc, e0 = ax[t, r0 + i, :F], ah_cat[i, :F], enc_act[0, t, r0 + i]
                 for j in range(F):
-                    v = ax_enc[j] + ah_enc[j]
+                    v = (ax_enc[j] + bx_enc[j]) + ah_enc[j]
                     e0[j] = v if v > zero else zero
             for l in range(1, L):
                 np.dot(enc_act[l - 1, t, r0:r1], enc_W[l - 1], a_f)
@@ -299,7 +299,7 @@ def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, W_hcat, b_h, e
             for i in range(nb):
                 ai, ax_cell, ah, ah_part = a_i[i], ax[t, r0 + i, F:], a_h[t, r0 + i], ah_cat[i, F:]
                 for j in range(G):
-                    ai[j] += ax_cell[j]
+                    ai[j] += ax_cell[j] + bx_cell[j]
                     ah[j] = ah_part[j] + b_h[j]
             if is_lstm:
                 _lstm_gates_step(a_i, a_h[t, r0:r1], c, gates[t, r0:r1], tanh_c[t, r0:r1], c_new, h_new)
