@@ -28,6 +28,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .memory import Workspace
 from .ops import gru, lstm
 from .ops._jit import KERNEL_OPTIONS, kernel
 from .ops.activations import _softplus
@@ -35,7 +36,6 @@ from .ops.matmul import chain_operand, dot_blocks, matmul, matmul_tn, sum_rows
 from .ops.gru import _gru_gates_step, _gru_gates_step_backward
 from .ops.lstm import _lstm_gates_step, _lstm_gates_step_backward
 from .ops.recurrent import _masked_update, _masked_update_backward
-from .memory import Workspace
 from .params import sub
 
 
@@ -120,8 +120,8 @@ def _input_and_weight_grads(config, px, w, s, d):
             i0 += a.shape[-1]
         return out
 
-    # enc saw [phi_x(x_t), h_{t-1}]
-    grads["enc.l0.W"], grads["enc.l0.b"] = side_by_side_tn([px, s["h_prev"]], d["enc"][0]), sum_rows(rows(d["enc"][0]))
+    grads["enc.l0.W"] = side_by_side_tn([px, s["h_prev"]], d["enc"][0])  # enc saw [phi_x(x_t), h_{t-1}]
+    grads["enc.l0.b"] = sum_rows(rows(d["enc"][0]))
     for l in range(1, L):
         linear(f"enc.l{l}", s["enc_act"][l - 1], d["enc"][l])
     Z = config.z_dim  # the encoder's two heads sat side by side, [mu | sigma]: one product, then split
@@ -142,9 +142,10 @@ def _input_and_weight_grads(config, px, w, s, d):
 
 
 def _weights(params, config, dtype):
-    """The chain's weights as the kernels read them. Those the loop multiplies by (``LOOP_WEIGHTS``) stay in
-    pieces, the parameters themselves (or their transposes, for backward), which ``_operands`` copies straight
-    into the loop's tile layout: a joined copy first would be one more pass over the weights every step."""
+    """The chain's weights as the kernels read them: (w, loop). ``w`` holds the arrays passed as they are;
+    ``loop`` the weights the loop multiplies by, left in pieces (the parameters themselves, or their transposes
+    for backward) that ``_operands`` copies straight into the loop's tile layout: a joined copy first would be
+    one more pass over the weights every step."""
     F, L, cell = config.feat_dim, config.n_layers, config.cell
     gates = (lstm if cell == "lstm" else gru).GATES
     W_i = [params[f"{cell}.W_i{g}"] for g in gates]  # each (F + F, H): the rows for phi_x(x_t), then phi_z(z_t)

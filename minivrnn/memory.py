@@ -44,8 +44,9 @@ def keep_freed_memory():
 # the paper-ish size: more than the core's second-level cache, so they stream in again at every step. On 4 KiB
 # pages that is ~1,800 address translations per step, each a miss in the translation cache (the TLB) and a
 # page-table walk. On 2 MiB pages (Linux's transparent huge pages, asked for with madvise) it is four. Measured
-# on one thread, 32-row products cycling through 16 MB of weights: 138-144 GFLOP/s on 4 KiB pages, 146-160 on
-# 2 MiB; the paper-ish chain loops 46 -> 42 ms forward and 45.5 -> 43 ms backward.
+# on one thread, 32-row products cycling through 16 MB of weights (two runs, at different times of day):
+# 124-144 GFLOP/s on 4 KiB pages, 137-160 on 2 MiB; the paper-ish chain loops 46 -> 42 ms forward and
+# 45.5 -> 43 ms backward.
 
 HUGE_PAGE = 2 * 2**20
 

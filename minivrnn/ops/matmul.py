@@ -116,9 +116,10 @@ def chain_operand(W, rows, empty=np.empty):
     ``depth`` rows of a block at a time. A product too small to gain, or with rows so many that no tile fits the
     small-matrix path, is W itself, one block as deep as W: (W[None], K).
 
-    W may also be given in pieces, the nested list ``np.block`` would join (``[[A, B]]`` for [A | B], ``[[A], [B]]``
-    for A above B): the blocks are then copied from the pieces, without joining them first. ``empty(shape,
-    dtype)`` makes the array of blocks (the chain passes one that reuses an array on 2 MiB pages: memory.py)."""
+    W may also be given in pieces, the nested list ``np.block`` would join (``[[A, B]]`` for [A | B],
+    ``[[A], [B]]`` for A above B): the blocks are then copied from the pieces, without joining them first.
+    ``empty(shape, dtype)`` makes the array of blocks (the chain passes one that reuses an array on 2 MiB
+    pages: memory.py)."""
     pieces = _as_pieces(W)
     K, N = _joined_shape(pieces)
     depths = [d for d in TILE_DEPTHS if rows * d * TILE_WIDTH <= SMALL_GEMM_MNK]
