@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from minivrnn.optim import Adam, clip_by_global_norm, global_norm
 
@@ -97,3 +98,31 @@ def test_adam_follows_replaced_parameter_and_moment_arrays():
     twin_opt.update(twin_params, grads)
     np.testing.assert_array_equal(params["w"], twin_params["w"])
     assert not np.array_equal(params["w"], np.zeros(3))
+
+
+def test_adam_updates_parameters_of_two_dtypes_each_by_the_formula():
+    # float32 and float64 parameters form two groups (two kernel calls), each with its own flat moments.
+    rng = np.random.default_rng(5)
+    p32, p64 = rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=7)
+    params = {"a": p32.copy(), "b": p64.copy(), "c": p32[0].copy()}
+    opt = Adam(lr=0.01)
+    ref = {k: (v.astype(np.float64), np.zeros(v.shape), np.zeros(v.shape)) for k, v in params.items()}
+    for step in range(1, 4):
+        grads = {k: rng.normal(size=v.shape).astype(v.dtype) for k, v in params.items()}
+        opt.update(params, grads)
+        ref = {k: _adam_by_numpy(*ref[k][:1], *ref[k][1:], grads[k].astype(np.float64), 0.01, 0.9, 0.999, 1e-8,
+                                 step) for k in ref}
+    for k, (p, m, v) in ref.items():
+        # float32: beta2 is rounded to float32 (0.99900001), so 1 - beta2 is 0.00099998713, 1.3e-5 from 0.001
+        rtol = 1e-4 if params[k].dtype == np.float32 else 1e-12
+        assert params[k].dtype == opt.m[k].dtype == opt.v[k].dtype
+        np.testing.assert_allclose(params[k], p, rtol=rtol)
+        np.testing.assert_allclose(opt.m[k], m, rtol=rtol)
+        np.testing.assert_allclose(opt.v[k], v, rtol=rtol)
+
+
+def test_adam_refuses_loaded_moments_of_the_wrong_shape():
+    opt = Adam(lr=0.1)
+    opt.load_state_arrays({"adam/step": np.array(1), "adam/m/w": np.zeros(2), "adam/v/w": np.zeros(2)})
+    with pytest.raises(ValueError, match="w: Adam's moments have shape"):
+        opt.update({"w": np.zeros(3)}, {"w": np.ones(3)})

@@ -40,19 +40,23 @@ def kl_gaussian_backward(dkl, cache):
 
 @kernel
 def _kl_gaussian_kernel(mu_q, sigma_q, mu_p, sigma_p, kl):
-    """kl[n] = sum_z 0.5 * (expm1(2 v) - 2 v + t^2) for arrays of shape (N, Z) -> (N,)."""
+    """kl[n] = sum_z 0.5 * (expm1(2 v) - 2 v + t^2) for arrays of shape (N, Z) -> (N,). The terms are two
+    passes over all N*Z entries, 2 v first, then each row's sum in order: a row of Z = 8 is too short to
+    vectorise, and one pass doing all of it is too long (4.8 ns an entry as rows, 1.9 as these passes)."""
+    (N, Z), n = mu_q.shape, mu_q.size
     two, half = mu_q.dtype.type(2.0), mu_q.dtype.type(0.5)
-    terms = np.empty(mu_q.shape[1], mu_q.dtype)  # one row's terms: a vectorised pass, then their sum
-    for n in range(mu_q.shape[0]):
-        mq, sq, mp, sp = mu_q[n], sigma_q[n], mu_p[n], sigma_p[n]
-        for z in range(mu_q.shape[1]):
-            v = vecmath.log(sq[z] / sp[z])
-            t = (mq[z] - mp[z]) / sp[z]
-            terms[z] = vecmath.expm1(two * v) - two * v + t * t
+    mq, sq, mp, sp = mu_q.reshape(n), sigma_q.reshape(n), mu_p.reshape(n), sigma_p.reshape(n)
+    terms = np.empty(n, mu_q.dtype)
+    for i in range(n):
+        terms[i] = two * vecmath.log(sq[i] / sp[i])  # 2 v, for now
+    for i in range(n):
+        t, v2 = (mq[i] - mp[i]) / sp[i], terms[i]
+        terms[i] = vecmath.expm1(v2) - v2 + t * t
+    for r in range(N):
         total = mu_q.dtype.type(0.0)
-        for z in range(mu_q.shape[1]):
-            total += terms[z]
-        kl[n] = half * total
+        for z in range(Z):
+            total += terms[r * Z + z]
+        kl[r] = half * total
 
 
 @kernel
@@ -60,17 +64,23 @@ def _kl_gaussian_backward_kernel(dkl, mu_q, sigma_q, mu_p, sigma_p, dmu_q, dsigm
     """Backward of _kl_gaussian_kernel, per element (g = dkl[n] reaches every z of row n):
         kl = sum_z 0.5 (expm1(2 v) - 2 v + t^2):   dv = g expm1(2 v),  dt = g t
         t = (mu_q - mu_p) / sigma_p:               dmu_q = dt / sigma_p,  dsigma_p = -dt t / sigma_p
-        v = log sigma_q - log sigma_p:             dsigma_q = dv / sigma_q,  dsigma_p -= dv / sigma_p"""
+        v = log sigma_q - log sigma_p:             dsigma_q = dv / sigma_q,  dsigma_p -= dv / sigma_p
+    in passes over all N*Z entries as forward (2 v first, kept in dsigma_q), with g first set beside every
+    entry of its row (2.2 ns an entry, against 5.5 row by row in one pass)."""
+    (N, Z), n = mu_q.shape, mu_q.size
     two = mu_q.dtype.type(2.0)
-    for n in range(mu_q.shape[0]):
-        g = dkl[n]
-        mq, sq, mp, sp = mu_q[n], sigma_q[n], mu_p[n], sigma_p[n]
-        dmq, dsq, dsp = dmu_q[n], dsigma_q[n], dsigma_p[n]
-        for z in range(mu_q.shape[1]):
-            v = vecmath.log(sq[z] / sp[z])
-            t = (mq[z] - mp[z]) / sp[z]
-            dv = g * vecmath.expm1(two * v)
-            dt = g * t
-            dmq[z] = dt / sp[z]
-            dsq[z] = dv / sq[z]
-            dsp[z] = -dt * t / sp[z] - dv / sp[z]
+    mq, sq, mp, sp = mu_q.reshape(n), sigma_q.reshape(n), mu_p.reshape(n), sigma_p.reshape(n)
+    dmq, dsq, dsp = dmu_q.reshape(n), dsigma_q.reshape(n), dsigma_p.reshape(n)
+    g = np.empty(n, mu_q.dtype)
+    for r in range(N):
+        for z in range(Z):
+            g[r * Z + z] = dkl[r]
+    for i in range(n):
+        dsq[i] = two * vecmath.log(sq[i] / sp[i])  # 2 v, for now
+    for i in range(n):
+        t = (mq[i] - mp[i]) / sp[i]
+        dv = g[i] * vecmath.expm1(dsq[i])
+        dt = g[i] * t
+        dmq[i] = dt / sp[i]
+        dsq[i] = dv / sq[i]
+        dsp[i] = -dt * t / sp[i] - dv / sp[i]
