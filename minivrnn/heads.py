@@ -53,8 +53,7 @@ def init_heads(rng, name, n_in, widths, dtype):
 
 def sigma_forward(a, sigma_min):
     """sigma = softplus(a) + sigma_min: a standard deviation that never falls below the floor."""
-    s, cache = softplus_forward(a)
-    return s + a.dtype.type(sigma_min), cache
+    return softplus_forward(a, sigma_min)
 
 
 def sigma_backward(dsigma, cache):

@@ -62,11 +62,12 @@ def sigmoid_backward(dy, cache):
     return dy * y * (1 - y)
 
 
-def softplus_forward(a):
-    """log(1 + exp(a)) = max(a, 0) + log1p(exp(-|a|)), finite for any finite a; its slope is sigmoid(a)."""
+def softplus_forward(a, offset=0.0):
+    """log(1 + exp(a)) = max(a, 0) + log1p(exp(-|a|)), finite for any finite a; its slope is sigmoid(a).
+    ``offset`` is added to y in the same pass (a standard deviation's floor sigma_min: heads.py)."""
     check_arrays(a=(a, "..."))
     y, slope = np.empty(a.shape, dtype=a.dtype), np.empty(a.shape, dtype=a.dtype)  # C order
-    _softplus_kernel(np.ascontiguousarray(a).reshape(-1), y.reshape(-1), slope.reshape(-1))
+    _softplus_kernel(np.ascontiguousarray(a).reshape(-1), a.dtype.type(offset), y.reshape(-1), slope.reshape(-1))
     return y, slope
 
 
@@ -148,16 +149,17 @@ def _softplus(a, one):
 
 
 @kernel
-def _softplus_kernel(a, y, slope):
-    """y = softplus(a), slope = sigmoid(a) (1-D arrays): _softplus's lines in two passes, e = exp(-|a|) first
-    (kept in ``slope``), each pass short enough to vectorise well (1.7 ns per element instead of 2.7)."""
+def _softplus_kernel(a, offset, y, slope):
+    """y = softplus(a) + offset, slope = sigmoid(a) (1-D arrays; ``offset`` of a's dtype): _softplus's lines in
+    two passes, e = exp(-|a|) first (kept in ``slope``), each pass short enough to vectorise well (1.7 ns per
+    element instead of 2.7)."""
     one = a.dtype.type(1.0)
     zero = one - one
     for i in range(a.size):
         slope[i] = vecmath.exp(-abs(a[i]))  # e, for now
     for i in range(a.size):
         e, x = slope[i], a[i]
-        y[i] = max(x, zero) + vecmath.log1p(e)
+        y[i] = (max(x, zero) + vecmath.log1p(e)) + offset
         d = one / (one + e)
         slope[i] = d if x >= zero else e * d
 

@@ -19,9 +19,10 @@ def gaussian_logpdf_forward(x, mu, sigma):
     check_arrays(x=(x, "... D"), mu=(mu, "... D"), sigma=(sigma, "... D"))
     D = x.shape[-1]
     rows = [np.ascontiguousarray(a).reshape(-1, D) for a in (x, mu, sigma)]  # 3 x (N, D)
-    terms = np.empty_like(rows[0])  # 2 log sigma_d + u_d^2, one vectorised pass; then NumPy's pairwise sum
+    terms = np.empty_like(rows[0])  # 2 log sigma_d + u_d^2, one vectorised pass
     _gaussian_terms_kernel(*rows, terms)
-    logp = x.dtype.type(-0.5) * (terms.sum(axis=1) + x.dtype.type(D * LOG_2PI))
+    # each row's sum as a product with ones: BLAS's sum (~1 us at 800 x 2) against NumPy's along axis 1 (~9 us)
+    logp = x.dtype.type(-0.5) * (terms @ np.ones(D, x.dtype) + x.dtype.type(D * LOG_2PI))
     return logp.reshape(x.shape[:-1]), (x, mu, sigma)
 
 

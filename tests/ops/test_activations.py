@@ -103,6 +103,15 @@ def test_softplus_and_sigmoid_stay_finite_for_extreme_inputs(a):
     assert np.all(np.isfinite(s)) and s.shape == a.shape
 
 
+def test_softplus_offset_is_added_in_the_same_pass():
+    # sigma = softplus(a) + sigma_min (heads.py) in one kernel: the same numbers as adding afterwards.
+    a = np.random.default_rng(6).normal(scale=5.0, size=(7, 3)).astype(np.float32)
+    y, slope = act.softplus_forward(a)
+    y_off, slope_off = act.softplus_forward(a, 1e-3)
+    np.testing.assert_array_equal(y_off, y + np.float32(1e-3))
+    np.testing.assert_array_equal(slope_off, slope)
+
+
 @given(
     arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 6)), elements=extreme),
     st.floats(-1e4, 1e4),

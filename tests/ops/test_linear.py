@@ -59,6 +59,17 @@ def test_mlp_forward_matches_the_formula():
     np.testing.assert_allclose(mlp_forward(params, x)[0], expected, rtol=1e-12)
 
 
+def test_mlp_relu_keeps_nan_as_np_maximum_does():
+    # A NaN (diverged weights, say) must reach the loss, where training notices it, not be cut to 0 by ReLU.
+    rng = np.random.default_rng(4)
+    params = init_mlp(rng, 3, [4])
+    x = rng.normal(size=(3, 3))
+    x[1, 0] = np.nan
+    y = mlp_forward(params, x)[0]
+    assert np.isnan(y[1]).all() and not np.isnan(y[[0, 2]]).any()
+    np.testing.assert_array_equal(y[[0, 2]], np.maximum(x[[0, 2]] @ params["l0.W"] + params["l0.b"], 0))
+
+
 def test_init_is_seeded_and_has_pytorch_bounds(dtype):
     a = init_mlp(np.random.default_rng(7), 16, [8, 4], dtype)
     b = init_mlp(np.random.default_rng(7), 16, [8, 4], dtype)
