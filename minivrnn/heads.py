@@ -7,7 +7,10 @@ row-major), ``"pen"`` (bivariate mixture with correlation for (dx, dy) plus a Be
 """
 import numpy as np
 
+from ._validate import check_like
 from .ops.activations import (
+    _join_scaled_kernel,
+    _split_softplus_kernel,
     sigmoid_forward,
     softplus_backward,
     softplus_forward,
@@ -63,21 +66,47 @@ def sigma_backward(dsigma, cache):
 def gaussian_head_forward(params, name, features, sigma_min):
     """[mu, sigma] = heads of ``name`` on ``features`` (the prior eq. 4, the encoder eq. 8). The two heads
     read the same features, so they run as one linear layer with their weights side by side, [W_mu | W_sig]."""
-    raw, cache = _side_by_side_forward(params, name, ("mu", "sigma"), features)  # [a_mu | a_sig]: one product
-    sigma, sigma_cache = sigma_forward(raw["sigma"], sigma_min)
-    return (raw["mu"], sigma), (cache, sigma_cache)
+    a, cache = _side_by_side_linear(params, name, ("mu", "sigma"), features)  # [a_mu | a_sig]: one product
+    mu, sigma, slope = _gaussian_params(a, sigma_min)
+    return (mu, sigma), (cache, slope)
 
 
 def gaussian_head_backward(dmu, dsigma, cache):
     """Returns (dfeatures, grads) with grads keyed by full parameter names."""
-    cache, sigma_cache = cache
-    return _side_by_side_backward({"mu": dmu, "sigma": sigma_backward(dsigma, sigma_cache)}, cache)
+    cache, slope = cache
+    return _side_by_side_linear_backward(_gaussian_params_backward(dmu, dsigma, slope), cache)
+
+
+def _gaussian_params(a, sigma_min):
+    """[a_mu | a_sig] (..., 2Z) -> mu = a_mu, sigma = softplus(a_sig) + sigma_min (sigma_forward) and the slope
+    for backward, each (..., Z), in one compiled pass (cutting the heads apart first cost two more copies)."""
+    Z = a.shape[-1] // 2
+    rows = np.ascontiguousarray(a).reshape(-1, 2 * Z)
+    mu, sigma, slope = (np.empty(a.shape[:-1] + (Z,), a.dtype) for _ in range(3))
+    _split_softplus_kernel(rows, a.dtype.type(sigma_min), mu.reshape(-1, Z), sigma.reshape(-1, Z),
+                           slope.reshape(-1, Z))
+    return mu, sigma, slope
+
+
+def _gaussian_params_backward(dmu, dsigma, slope):
+    """The gradient reaching [a_mu | a_sig] in _gaussian_params: [dmu | dsigma * slope] (..., 2Z)."""
+    check_like("dmu", dmu, slope.shape, slope.dtype, "... Z")
+    check_like("dsigma", dsigma, slope.shape, slope.dtype, "... Z")
+    Z = slope.shape[-1]
+    da = np.empty(slope.shape[:-1] + (2 * Z,), slope.dtype)
+    _join_scaled_kernel(np.ascontiguousarray(dmu).reshape(-1, Z), np.ascontiguousarray(dsigma).reshape(-1, Z),
+                        slope.reshape(-1, Z), da.reshape(-1, 2 * Z))
+    return da
 
 
 def output_params_forward(params, kind, features, x_dim, n_mix, sigma_min):
     """The decoder's distribution parameters from its features (N, F); a dict of arrays. The heads read the
     same features, so they run as one linear layer with their weights side by side."""
     N = features.shape[0]
+    if kind == "gauss":  # [mu | sigma]: cut and activated in one pass
+        a, heads_cache = _side_by_side_linear(params, "dec", ("mu", "sigma"), features)  # one product
+        mu, sigma, slope = _gaussian_params(a, sigma_min)
+        return {"mu": mu, "sigma": sigma}, ({"heads": heads_cache, "sigma_act": slope}, kind, N)
     raw, heads_cache = _side_by_side_forward(params, "dec", OUTPUT_HEADS[kind], features)  # one product
     caches = {"heads": heads_cache}
     out = {"mu": raw["mu"]}
@@ -100,6 +129,9 @@ def output_params_forward(params, kind, features, x_dim, n_mix, sigma_min):
 def output_params_backward(dout, cache):
     """Backward of output_params_forward: (dfeatures, grads)."""
     caches, kind, N = cache
+    if kind == "gauss":
+        da = _gaussian_params_backward(dout["mu"], dout["sigma"], caches["sigma_act"])
+        return _side_by_side_linear_backward(da, caches["heads"])
     draw = {"mu": dout["mu"].reshape(N, -1)}
     draw["sigma"] = sigma_backward(dout["sigma"].reshape(N, -1), caches["sigma_act"])
     if kind in ("gmm", "pen"):
@@ -113,6 +145,17 @@ def output_params_backward(dout, cache):
 def _side_by_side_forward(params, name, heads, features):
     """Every head ``{name}.{head}`` on the same features as one linear layer, the weights side by side, then
     cut back into the heads: ({head: (..., width)}, cache)."""
+    a, cache = _side_by_side_linear(params, name, heads, features)
+    return {head: np.ascontiguousarray(a[..., i:j]) for head, (i, j) in zip(heads, cache[3])}, cache
+
+
+def _side_by_side_backward(draw, cache):
+    """Backward of _side_by_side_forward: (dfeatures, grads keyed by full parameter names)."""
+    return _side_by_side_linear_backward(np.concatenate([draw[head] for head in cache[2]], axis=-1), cache)
+
+
+def _side_by_side_linear(params, name, heads, features):
+    """The heads' linear layers as one, [W_1 | W_2 | ...]: (a (..., sum of widths), cache)."""
     Ws = [params[f"{name}.{head}.W"] for head in heads]
     W = np.concatenate(Ws, axis=1)  # (F, sum of widths)
     b = np.concatenate([params[f"{name}.{head}.b"] for head in heads])
@@ -121,14 +164,12 @@ def _side_by_side_forward(params, name, heads, features):
     for w in Ws:
         cuts.append((start, start + w.shape[1]))
         start += w.shape[1]
-    raw = {head: np.ascontiguousarray(a[..., i:j]) for head, (i, j) in zip(heads, cuts)}
-    return raw, (linear_cache, name, heads, cuts)
+    return a, (linear_cache, name, heads, cuts)
 
 
-def _side_by_side_backward(draw, cache):
-    """Backward of _side_by_side_forward: (dfeatures, grads keyed by full parameter names)."""
+def _side_by_side_linear_backward(da, cache):
+    """Backward of _side_by_side_linear given d a: (dfeatures, grads keyed by full parameter names)."""
     linear_cache, name, heads, cuts = cache
-    da = np.concatenate([draw[head] for head in heads], axis=-1)
     dfeatures, g = linear_backward(da, linear_cache)
     grads = {}
     for head, (i, j) in zip(heads, cuts):

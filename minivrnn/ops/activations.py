@@ -165,6 +165,33 @@ def _softplus_kernel(a, offset, y, slope):
 
 
 @kernel
+def _split_softplus_kernel(a, offset, first, y, slope):
+    """For a (N, 2Z) = [a_1 | a_2] (two heads side by side): first = a_1, y = softplus(a_2) + offset and
+    slope = sigmoid(a_2), each (N, Z), C-contiguous. a_2 is gathered first, so that the softplus runs over all
+    N*Z entries as one run (a row's Z = 8 are too few to vectorise)."""
+    N, Z = first.shape
+    pre = np.empty(N * Z, a.dtype)  # a_2, one run
+    for n in range(N):
+        row, f, p = a[n], first[n], pre[n * Z:(n + 1) * Z]
+        for k in range(Z):
+            f[k] = row[k]
+            p[k] = row[Z + k]
+    _softplus_kernel(pre, offset, y.reshape(N * Z), slope.reshape(N * Z))
+
+
+@kernel
+def _join_scaled_kernel(d_first, dy, slope, out):
+    """out (N, 2Z) = [d_first | dy * slope]: the gradient reaching [a_1 | a_2] in _split_softplus_kernel."""
+    N, Z = d_first.shape
+    for n in range(N):
+        o, f, g, s = out[n], d_first[n], dy[n], slope[n]
+        for k in range(Z):
+            o[k] = f[k]
+        for k in range(Z):
+            o[Z + k] = g[k] * s[k]
+
+
+@kernel
 def _relu_backward_kernel(dy, y, da):
     """da = dy where y > 0, else 0 (1-D arrays); NaN in y gives 0, as y > 0 is false."""
     zero = y.dtype.type(0.0)
