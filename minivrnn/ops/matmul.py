@@ -88,11 +88,10 @@ def matmul_tn(a, b, out=None):
 
 
 def sum_rows(a):
-    """a.sum(axis=0) for a (N, O): the sum over the N rows, e.g. a bias gradient (one vectorised pass, added
-    row after row in order, as NumPy does along axis 0; ~5x faster than NumPy's reduction at these sizes)."""
-    out = np.zeros(a.shape[1], a.dtype)
-    _sum_rows_kernel(np.ascontiguousarray(a), out)
-    return out
+    """a.sum(axis=0) for a (N, O): the sum over the N rows, e.g. a bias gradient, as the product ones (N,) @ a
+    (BLAS's matrix-vector product: at 800 rows, 0.9 us for 4 columns and 3.8 for 96, against 2.0 and 5.6 for a
+    compiled pass adding row after row, and ~5x more for NumPy's reduction)."""
+    return np.ones(a.shape[0], a.dtype) @ a
 
 
 # The chain's tiles: blocks of TILE_WIDTH columns, multiplied TILE_DEPTHS[0] rows deep (fewer where B is so large
@@ -220,15 +219,6 @@ def _tn_kernel(a, b, partial, n_chunks):
     for chunk in prange(n_chunks):
         r0, r1 = chunk * N // n_chunks, (chunk + 1) * N // n_chunks
         np.dot(a[r0:r1].T, b[r0:r1], partial[chunk])
-
-
-@kernel
-def _sum_rows_kernel(a, out):
-    """out += every row of a (N, O), in order."""
-    for n in range(a.shape[0]):
-        row = a[n]
-        for j in range(a.shape[1]):
-            out[j] += row[j]
 
 
 @kernel
