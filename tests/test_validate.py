@@ -260,3 +260,20 @@ def test_right_upstream_passes(case):
     call, good, _ = BACKWARD_CASES[case]()
     call(good)
     call(np.asfortranarray(good)[::1])  # layout is not checked, only shape and dtype
+
+
+def test_check_arrays_remembers_only_what_passed_and_still_names_a_non_array():
+    class ShapeAsList:  # an unhashable "shape": the memo cannot key it, the check must still refuse it
+        shape, dtype = [2, 3], np.dtype(np.float64)
+
+    with pytest.raises(ValueError, match="x: expected a NumPy array, got ShapeAsList"):
+        check_arrays(x=(ShapeAsList(), "B D"))
+    a = np.zeros((2, 3))
+    assert check_arrays(x=(a, "B D")) == {"B": 2, "D": 3}
+    sizes = check_arrays(x=(a, "B D"))  # remembered: the same answer, and a copy the caller may change
+    sizes["B"] = 99
+    assert check_arrays(x=(a, "B D")) == {"B": 2, "D": 3}
+    with pytest.raises(ValueError, match="y: expected shape"):  # a failure is never remembered as a pass
+        check_arrays(x=(a, "B D"), y=(np.zeros((3, 3)), "B D"))
+    with pytest.raises(ValueError, match="y: expected shape"):
+        check_arrays(x=(a, "B D"), y=(np.zeros((3, 3)), "B D"))
