@@ -146,12 +146,14 @@ def _side_by_side_forward(params, name, heads, features):
     """Every head ``{name}.{head}`` on the same features as one linear layer, the weights side by side, then
     cut back into the heads: ({head: (..., width)}, cache)."""
     a, cache = _side_by_side_linear(params, name, heads, features)
-    return {head: np.ascontiguousarray(a[..., i:j]) for head, (i, j) in zip(heads, cache[3])}, cache
+    cuts = cache[-1]
+    return {head: np.ascontiguousarray(a[..., i:j]) for head, (i, j) in zip(heads, cuts)}, cache
 
 
 def _side_by_side_backward(draw, cache):
     """Backward of _side_by_side_forward: (dfeatures, grads keyed by full parameter names)."""
-    return _side_by_side_linear_backward(np.concatenate([draw[head] for head in cache[2]], axis=-1), cache)
+    _, _, heads, _ = cache
+    return _side_by_side_linear_backward(np.concatenate([draw[head] for head in heads], axis=-1), cache)
 
 
 def _side_by_side_linear(params, name, heads, features):

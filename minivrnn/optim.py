@@ -1,6 +1,7 @@
 """Hand-written Adam (Kingma & Ba, 2015) and global gradient-norm clipping, on plain parameter dicts."""
 from dataclasses import dataclass, field
 from operator import is_
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,7 +17,7 @@ class Adam:
     step: int = 0  # updates taken so far (for the bias correction)
     m: dict = field(default_factory=dict)  # first moments, keyed like the parameters
     v: dict = field(default_factory=dict)  # second moments
-    _layout: tuple = field(default=None, repr=False)  # what _groups built last, and for which arrays
+    _layout: tuple = field(default=None, repr=False)  # what _groups built last (a _Layout)
 
     def update(self, params, grads):
         """One Adam step, in place on ``params`` (and the moments): one kernel call for all the arrays."""
@@ -35,16 +36,15 @@ class Adam:
         group live in one flat array each (``self.m[name]`` and ``self.v[name]`` are views of them), so that the
         kernel takes two tuples of arrays, not four (Numba unboxes every array of a tuple at every call: ~0.07 us
         each). Built the first time, then reused while the same parameter and moment arrays are in place."""
-        layout = self._layout
-        if layout is not None and layout[0] == names and layout[1] is self.m and layout[2] is self.v:
-            arrays, m_views, v_views = layout[3], layout[4], layout[5]
-            if (all(map(is_, map(params.__getitem__, names), arrays))
-                    and all(map(is_, map(self.m.get, names), m_views))
-                    and all(map(is_, map(self.v.get, names), v_views))):
-                return layout[6]
+        last = self._layout
+        if (last is not None and last.names == names and last.m is self.m and last.v is self.v
+                and all(map(is_, map(params.__getitem__, names), last.params))
+                and all(map(is_, map(self.m.get, names), last.m_views))
+                and all(map(is_, map(self.v.get, names), last.v_views))):
+            return last.groups
         groups = [_group(params, group, self.m, self.v) for group in _by_dtype(params, names)]
-        self._layout = (names, self.m, self.v, tuple(params[n] for n in names), tuple(self.m[n] for n in names),
-                        tuple(self.v[n] for n in names), groups)
+        self._layout = _Layout(names, self.m, self.v, tuple(map(params.__getitem__, names)),
+                               tuple(map(self.m.__getitem__, names)), tuple(map(self.v.__getitem__, names)), groups)
         return groups
 
     def state_arrays(self):
@@ -58,6 +58,17 @@ class Adam:
         self.step = int(arrays["adam/step"])
         self.m = {k[len("adam/m/"):]: np.array(v) for k, v in arrays.items() if k.startswith("adam/m/")}
         self.v = {k[len("adam/v/"):]: np.array(v) for k, v in arrays.items() if k.startswith("adam/v/")}
+
+
+class _Layout(NamedTuple):
+    """What Adam._groups built, and the arrays it was built for (the dicts and each array, by identity)."""
+    names: tuple
+    m: dict
+    v: dict
+    params: tuple
+    m_views: tuple
+    v_views: tuple
+    groups: list
 
 
 def _group(params, names, m, v):
