@@ -10,6 +10,7 @@ import numpy as np
 from . import vecmath
 from .._validate import check_arrays, check_like
 from ._jit import kernel
+from .matmul import ones
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -22,7 +23,7 @@ def gaussian_logpdf_forward(x, mu, sigma):
     terms = np.empty_like(rows[0])  # 2 log sigma_d + u_d^2, one vectorised pass
     _gaussian_terms_kernel(*rows, terms)
     # each row's sum as a product with ones: BLAS's sum (~1 us at 800 x 2) against NumPy's along axis 1 (~9 us)
-    logp = x.dtype.type(-0.5) * (terms @ np.ones(D, x.dtype) + x.dtype.type(D * LOG_2PI))
+    logp = x.dtype.type(-0.5) * (terms @ ones(D, x.dtype) + x.dtype.type(D * LOG_2PI))
     return logp.reshape(x.shape[:-1]), (x, mu, sigma)
 
 

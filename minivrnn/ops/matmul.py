@@ -20,6 +20,8 @@ Haswell kernels have no such path and gain nothing, nor lose). Two kinds of prod
   or the product turned round (out.T = W.T @ a.T);
 - over all T*B rows with a small weight (the tiny model's): blocks of rows, one small product each.
 """
+from functools import lru_cache
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -91,7 +93,16 @@ def sum_rows(a):
     """a.sum(axis=0) for a (N, O): the sum over the N rows, e.g. a bias gradient, as the product ones (N,) @ a
     (BLAS's matrix-vector product: at 800 rows, 0.9 us for 4 columns and 3.8 for 96, against 2.0 and 5.6 for a
     compiled pass adding row after row, and ~5x more for NumPy's reduction)."""
-    return np.ones(a.shape[0], a.dtype) @ a
+    return ones(a.shape[0], a.dtype) @ a
+
+
+@lru_cache(maxsize=64)
+def ones(n, dtype):
+    """A read-only vector of ``n`` ones, made once per length and dtype: the sums over rows (``sum_rows``) and
+    along rows (``terms @ ones``) are products with it, and a training step asks for the same few lengths."""
+    v = np.ones(n, dtype)
+    v.flags.writeable = False
+    return v
 
 
 # The chain's tiles: blocks of TILE_WIDTH columns, multiplied TILE_DEPTHS[0] rows deep (fewer where B is so large

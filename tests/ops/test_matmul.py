@@ -52,6 +52,25 @@ def test_matmul_tn_writes_into_a_block_of_rows_of_a_bigger_array(rng, monkeypatc
     assert np.shares_memory(out, grad) and np.isnan(grad[:5]).all() and np.isnan(grad[13:]).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("N", [0, 1, 7, 800])
+def test_sum_rows_is_the_sum_over_rows(rng, N, dtype):
+    a = rng.normal(size=(N, 5)).astype(dtype)
+    got = mm.sum_rows(a)
+    assert got.dtype == dtype and got.shape == (5,)
+    np.testing.assert_allclose(got, a.astype(np.float64).sum(axis=0), rtol=1e-12 if dtype == np.float64 else 1e-5,
+                               atol=1e-12 if dtype == np.float64 else 1e-5)
+
+
+def test_the_vector_of_ones_is_shared_and_read_only():
+    # sum_rows and the Gaussian's row sums reuse one vector per length and dtype: no caller may change it
+    v = mm.ones(6, np.dtype(np.float32))
+    assert v is mm.ones(6, np.dtype(np.float32)) and v.dtype == np.float32 and (v == 1).all()
+    assert mm.ones(6, np.dtype(np.float64)).dtype == np.float64
+    with pytest.raises(ValueError):
+        v[0] = 2
+
+
 def test_small_products_stay_one_call():
     assert mm._n_chunks(800, mm.PARALLEL_MIN_WORK - 1) == 1
 
