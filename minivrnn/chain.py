@@ -35,7 +35,7 @@ from .ops.activations import _softplus_kernel
 from .ops.matmul import chain_operand, dot_blocks, matmul, matmul_tn, sum_rows
 from .ops.gru import _gru_gates_step, _gru_gates_step_backward
 from .ops.lstm import _lstm_gates_step, _lstm_gates_step_backward
-from .ops.recurrent import _masked_update, _masked_update_backward
+from .ops.recurrent import _copy_rows, _masked_update, _masked_update_backward
 from .params import sub
 
 
@@ -260,9 +260,11 @@ def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, b_x, W_hcat, b
         r0, r1 = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
         nb = r1 - r0
         if T == 0:  # no step: the state passes through
-            h_out[r0:r1], c_out[r0:r1] = h0[r0:r1], c0[r0:r1]
+            _copy_rows(h0[r0:r1], h_out[r0:r1])
+            _copy_rows(c0[r0:r1], c_out[r0:r1])
         else:  # the stores double as the state: step t reads h_prev[t] and writes h_prev[t + 1]
-            h_prev[0, r0:r1], c_prev[0, r0:r1] = h0[r0:r1], c0[r0:r1]
+            _copy_rows(h0[r0:r1], h_prev[0, r0:r1])
+            _copy_rows(c0[r0:r1], c_prev[0, r0:r1])
         ah_cat = np.empty((nb, F + G), ax.dtype)
         a_f = np.empty((nb, F), ax.dtype)
         a_head = np.empty((nb, 2 * Z), ax.dtype)  # [a_mu | a_sig]
@@ -347,7 +349,7 @@ def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, ma
             for l in range(L - 1, 0, -1):
                 _relu_backward(dp, pz_act[l, t, r0:r1], d_pz[l, t, r0:r1])
                 np.dot(d_pz[l, t, r0:r1], z_WT[l - 1], dp_next)
-                dp[:] = dp_next
+                _copy_rows(dp_next, dp)
             _relu_backward(dp, pz_act[0, t, r0:r1], d_pz[0, t, r0:r1])
             dot_blocks(d_pz[0, t, r0:r1], W_z0T, dz)  # d z_t
             for i in range(nb):  # z = mu + sigma * eps; sigma = softplus(a) + sigma_min; plus the KL's share
@@ -359,7 +361,7 @@ def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, ma
             for l in range(L - 1, 0, -1):
                 _relu_backward(de, enc_act[l, t, r0:r1], d_enc[l, t, r0:r1])
                 np.dot(d_enc[l, t, r0:r1], enc_WT[l - 1], de_sig)
-                de[:] = de_sig
+                _copy_rows(de_sig, de)
             _relu_backward(de, enc_act[0, t, r0:r1], d_enc[0, t, r0:r1])
             # h_{t-1}'s two readers, encoder layer 0 and the recurrence: one product each
             dot_blocks(d_enc[0, t, r0:r1], W_enc0hT, dh_enc)
@@ -373,8 +375,8 @@ def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, ma
                 for i in range(nb):
                     for j in range(Hc):
                         dc[i, j] = dc_keep[i, j] + dc_gates[i, j]
-        dh0[r0:r1] = dh
-        dc0[r0:r1] = dc
+        _copy_rows(dh, dh0[r0:r1])
+        _copy_rows(dc, dc0[r0:r1])
 
 
 def _compiled(loop, parallel):

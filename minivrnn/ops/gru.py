@@ -20,6 +20,7 @@ from ._jit import kernel
 from .activations import _sigmoid, _tanh
 from .matmul import matmul, sum_rows
 from .recurrent import (
+    _copy_rows,
     _masked_update,
     _masked_update_backward,
     gate_keys,
@@ -191,6 +192,6 @@ def _gru_backward_kernel(dhs, mask, h_prev, a_h, gates, W_hT, da_i, da_h, dh):
         _masked_update_backward(mask[t], dh, dh_new, dh_old)
         _gru_gates_step_backward(dh_new, a_h[t], h_prev[t], gates[t], da_i[t], da_h[t], dh_gates)
         np.dot(da_h[t], W_hT, dh_matmul)  # a_h = h_{t-1} @ W_h + b_h
-        dh[:] = dh_old  # h_{t-1} reaches the loss by three paths
+        _copy_rows(dh_old, dh)  # h_{t-1} reaches the loss by three paths
         dh += dh_gates
         dh += dh_matmul

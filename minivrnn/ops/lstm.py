@@ -17,6 +17,7 @@ from ._jit import kernel
 from .activations import _sigmoid, _tanh
 from .matmul import matmul, sum_rows
 from .recurrent import (
+    _copy_rows,
     _masked_update,
     _masked_update_backward,
     gate_keys,
@@ -202,7 +203,7 @@ def _lstm_backward_kernel(dhs, dcs, mask, c_prev, gates, tanh_c, W_hT, da, dh, d
         _masked_update_backward(mask[t], dc, dc_new, dc_old)
         _lstm_gates_step_backward(dh_new, dc_new, c_prev[t], gates[t], tanh_c[t], da[t], dc_gates)
         np.dot(da[t], W_hT, dh_matmul)  # a_h = h_{t-1} @ W_h
-        dh[:] = dh_old  # h_{t-1} reaches the loss through the mask's carry and through a_h
+        _copy_rows(dh_old, dh)  # h_{t-1} reaches the loss through the mask's carry and through a_h
         dh += dh_matmul
-        dc[:] = dc_old  # c_{t-1} through the mask's carry and through c' = f * c + i * g
+        _copy_rows(dc_old, dc)  # c_{t-1} through the mask's carry and through c' = f * c + i * g
         dc += dc_gates

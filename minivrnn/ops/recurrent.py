@@ -60,3 +60,12 @@ def _masked_update_backward(m, dout, dnew, dold):
         for j in range(dout.shape[1]):
             dnew[b, j] = m[b] * dout[b, j]
             dold[b, j] = (one - m[b]) * dout[b, j]
+
+
+@kernel
+def _copy_rows(src, dst):
+    """dst = src for two (n, m) arrays, as a loop. The kernels copy with it instead of ``dst[:] = src``, which
+    also compiles Numba's formatted shape-mismatch error: ~2 s of the first run's compilation, for a copy."""
+    for i in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[i, j] = src[i, j]
