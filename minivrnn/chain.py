@@ -36,7 +36,6 @@ from .ops.matmul import chain_operand, dot_blocks, matmul, matmul_tn, sum_rows
 from .ops.gru import _gru_gates_step, _gru_gates_step_backward
 from .ops.lstm import _lstm_gates_step, _lstm_gates_step_backward
 from .ops.recurrent import _copy_rows, _masked_update, _masked_update_backward
-from .params import sub
 
 
 def chain_forward(params, config, px, mask, eps, state0):
@@ -65,8 +64,8 @@ def chain_forward(params, config, px, mask, eps, state0):
     n_chunks = _n_chunks(B, B * H * (F + G))
     b = _operands(loop, ("W_hcat", "W_head", "W_z0", "W_ipz"), B, n_chunks)
     with _threads(n_chunks):
-        FORWARD[n_chunks > 1](
-            is_lstm, n_chunks, ax.reshape(T, B, F + G), np.ascontiguousarray(eps),
+        FORWARD[config.cell, n_chunks > 1](
+            n_chunks, ax.reshape(T, B, F + G), np.ascontiguousarray(eps),
             np.ascontiguousarray(mask), h0, c0,
             w["b_xcat"], b["W_hcat"], w["b_h"], w["enc_W"], w["enc_b"], b["W_head"], w["b_head"],
             b["W_z0"], w["b_z0"], w["z_W"], w["z_b"], b["W_ipz"], dtype.type(config.sigma_min),
@@ -92,8 +91,8 @@ def chain_backward(cache, dpz, dh_prevs, dq_mu, dq_sigma):
     n_chunks = _n_chunks(B, B * config.h_dim * (F + G))
     b = _operands(loop, ("W_enc0hT", "W_hT", "W_headT", "W_z0T", "W_ipzT"), B, n_chunks)
     with _threads(n_chunks):
-        BACKWARD[n_chunks > 1](
-            is_lstm, n_chunks, np.ascontiguousarray(dpz), np.ascontiguousarray(dh_prevs),
+        BACKWARD[config.cell, n_chunks > 1](
+            n_chunks, np.ascontiguousarray(dpz), np.ascontiguousarray(dh_prevs),
             np.ascontiguousarray(dq_mu), np.ascontiguousarray(dq_sigma), np.ascontiguousarray(mask),
             np.ascontiguousarray(eps), s["h_prev"], s["c_prev"], s["enc_act"], s["slope"], s["pz_act"], s["a_h"],
             s["gates"], s["tanh_c"], b["W_enc0hT"], b["W_hT"], w["enc_WT"], b["W_headT"], b["W_z0T"],
@@ -245,9 +244,14 @@ def _relu_backward(dy, act, out):
             out[i, j] = dy[i, j] if act[i, j] > zero else zero
 
 
-def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, b_x, W_hcat, b_h, enc_W, enc_b,
-                          W_head, b_head, W_z0, b_z0, z_W, z_b, W_ipz, sigma_min, h_prev, c_prev,
-                          enc_act, q_mu, q_sigma, slope, z, pz_act, a_h, gates, tanh_c, h_out, c_out):
+# The two loops read IS_LSTM: not a value of this module but a constant that each compiled copy of them gets in
+# globals of its own (``_compiled``, at the end of the file).
+IS_LSTM: bool
+
+
+def _chain_forward_loop(n_chunks, ax, eps, mask, h0, c0, b_x, W_hcat, b_h, enc_W, enc_b, W_head, b_head, W_z0,
+                        b_z0, z_W, z_b, W_ipz, sigma_min, h_prev, c_prev, enc_act, q_mu, q_sigma, slope, z, pz_act,
+                        a_h, gates, tanh_c, h_out, c_out):
     T, B = ax.shape[0], ax.shape[1]
     L, F, Z, G = enc_act.shape[0], enc_act.shape[3], eps.shape[2], a_h.shape[2]
     zero = ax.dtype.type(0.0)
@@ -308,7 +312,7 @@ def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, b_x, W_hcat, b
                 for j in range(G):
                     ai[j] += ax_cell[j] + bx_cell[j]
                     ah[j] = ah_part[j] + b_h[j]
-            if is_lstm:
+            if IS_LSTM:
                 _lstm_gates_step(a_i, a_h[t, r0:r1], c, gates[t, r0:r1], tanh_c[t, r0:r1], c_new, h_new)
             else:
                 _gru_gates_step(a_i, a_h[t, r0:r1], h, gates[t, r0:r1], h_new)
@@ -317,9 +321,9 @@ def _chain_forward_loop(is_lstm, n_chunks, ax, eps, mask, h0, c0, b_x, W_hcat, b
                 _masked_update(mask[t, r0:r1], c_new, c, c_new)
 
 
-def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, mask, eps, h_prev, c_prev,
-                           enc_act, slope, pz_act, a_h, gates, tanh_c, W_enc0hT, W_hT, enc_WT, W_headT,
-                           W_z0T, z_WT, W_ipzT, d_enc, d_head, d_pz, da_i, da_h, dh0, dc0):
+def _chain_backward_loop(n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, mask, eps, h_prev, c_prev, enc_act, slope,
+                         pz_act, a_h, gates, tanh_c, W_enc0hT, W_hT, enc_WT, W_headT, W_z0T, z_WT, W_ipzT, d_enc,
+                         d_head, d_pz, da_i, da_h, dh0, dc0):
     """_chain_forward_loop in reverse, newest step first; dh (and dc) carry d loss / d state."""
     T, B, F = dpz_ext.shape
     L, Z, H, Hc = d_enc.shape[0], eps.shape[2], h_prev.shape[2], c_prev.shape[2]
@@ -337,7 +341,7 @@ def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, ma
             # (on a step without padding, where forward skipped its masked update, this gives dh_new = dh and
             # dh_keep = 0 exactly)
             _masked_update_backward(mask[t, r0:r1], dh, dh_new, dh_keep)
-            if is_lstm:
+            if IS_LSTM:
                 _masked_update_backward(mask[t, r0:r1], dc, dc_new, dc_keep)
                 _lstm_gates_step_backward(dh_new, dc_new, c_prev[t, r0:r1], gates[t, r0:r1],
                                           tanh_c[t, r0:r1], da_h[t, r0:r1], dc_gates)
@@ -369,9 +373,9 @@ def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, ma
             for i in range(nb):
                 for j in range(H):
                     dh[i, j] = dh_keep[i, j] + dh_enc[i, j] + dh_cell[i, j] + dh_ext[t, r0 + i, j]
-                    if not is_lstm:
+                    if not IS_LSTM:
                         dh[i, j] += dh_gates[i, j]  # the GRU's direct path u * dh_new
-            if is_lstm:
+            if IS_LSTM:
                 for i in range(nb):
                     for j in range(Hc):
                         dc[i, j] = dc_keep[i, j] + dc_gates[i, j]
@@ -379,16 +383,21 @@ def _chain_backward_loop(is_lstm, n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, ma
         _copy_rows(dc, dc0[r0:r1])
 
 
-def _compiled(loop, parallel):
-    """A Numba dispatcher of ``loop``: serial (compiles in a third of the time; runs whenever one chunk is
-    enough, as for small models) or parallel (``prange`` over the chunks). Each is a copy of the function under
-    its own name, so the two are cached side by side."""
-    name = f"{loop.__name__}_{'parallel' if parallel else 'serial'}"
-    copy = types.FunctionType(loop.__code__, loop.__globals__, name)
+def _compiled(loop, cell, parallel):
+    """A Numba dispatcher of ``loop`` for one cell: serial (compiles in a third of the time; runs whenever one chunk
+    is enough, as for small models) or parallel (``prange`` over the chunks). Each is a copy of the function under
+    its own name, so that they are cached side by side, with ``IS_LSTM`` a constant of its own globals: Numba
+    drops the other cell's branches before compiling, so a GRU model never compiles the LSTM's gate steps (nor
+    the reverse), ~0.8 s of a first run."""
+    name = f"{loop.__name__}_{cell}_{'parallel' if parallel else 'serial'}"
+    copy = types.FunctionType(loop.__code__, dict(loop.__globals__, IS_LSTM=cell == "lstm"), name)
     copy.__qualname__ = name
     return njit(parallel=parallel, **KERNEL_OPTIONS)(copy)
 
 
-# Indexed by "more than one chunk?": the parallel versions compile only when a big model first needs them.
-FORWARD = {False: _compiled(_chain_forward_loop, False), True: _compiled(_chain_forward_loop, True)}
-BACKWARD = {False: _compiled(_chain_backward_loop, False), True: _compiled(_chain_backward_loop, True)}
+# Indexed by (cell, more than one chunk?); each compiles when first called: the parallel versions only when a big
+# model first needs them.
+FORWARD = {(cell, parallel): _compiled(_chain_forward_loop, cell, parallel)
+           for cell in ("gru", "lstm") for parallel in (False, True)}
+BACKWARD = {(cell, parallel): _compiled(_chain_backward_loop, cell, parallel)
+            for cell in ("gru", "lstm") for parallel in (False, True)}
