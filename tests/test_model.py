@@ -222,7 +222,8 @@ def test_the_loops_blocks_are_rewritten_into_the_same_arrays_at_every_step(monke
     assert chain._operands(chain._weights(first, config, np.float64)[1], ["W_hcat"], 3, 1)["W_hcat"][0] is blocks
 
 
-def test_results_do_not_depend_on_the_thread_count(monkeypatch):
+@pytest.mark.parametrize("cell", ["gru", "lstm"])  # each cell has its own compiled chain loops (chain._compiled)
+def test_results_do_not_depend_on_the_thread_count(monkeypatch, cell):
     """The batch is split into one chunk per thread, and the products over all T*B rows into one block of rows
     per thread; each sequence's arithmetic is the same either way (up to the order of the weight-gradient sum)."""
     import numba
@@ -233,7 +234,7 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     monkeypatch.setattr(minivrnn.chain, "PARALLEL_MIN_WORK", 0)  # split even this small batch
     monkeypatch.setattr(minivrnn.ops.matmul, "PARALLEL_MIN_WORK", 0)  # and even these small products
     assert numba.config.NUMBA_NUM_THREADS >= 2, "needs a machine with two or more cores"
-    config = _small("vrnn-gmm", "gru")
+    config = _small("vrnn-gmm", cell)
     params = init_params(config, seed=9)
     x, mask, eps = _batch(config, lengths=[5, 4, 3, 5, 2, 1])
     results = []
