@@ -397,7 +397,6 @@ def _compiled(loop, cell, parallel):
 
 # Indexed by (cell, more than one chunk?); each compiles when first called: the parallel versions only when a big
 # model first needs them.
-FORWARD = {(cell, parallel): _compiled(_chain_forward_loop, cell, parallel)
-           for cell in ("gru", "lstm") for parallel in (False, True)}
-BACKWARD = {(cell, parallel): _compiled(_chain_backward_loop, cell, parallel)
-            for cell in ("gru", "lstm") for parallel in (False, True)}
+_VERSIONS = [(cell, parallel) for cell in ("gru", "lstm") for parallel in (False, True)]
+FORWARD = {version: _compiled(_chain_forward_loop, *version) for version in _VERSIONS}
+BACKWARD = {version: _compiled(_chain_backward_loop, *version) for version in _VERSIONS}
