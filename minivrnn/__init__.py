@@ -6,11 +6,11 @@ Dimension letters used in every shape comment:
 Data are time-major: x has shape (T, B, D), with a (T, B) mask for padded variable-length batches.
 
 Importing this package compiles nothing: Numba kernels compile (or load from their on-disk cache) the first
-time they are called. Cached kernels from older sources are dropped first (_kernel_cache.py).
+time they are called. Cached kernels from older sources are dropped first (fast/kernel_cache.py).
 """
 from pathlib import Path
 
-from ._kernel_cache import clear_stale_kernels
+from .fast.kernel_cache import clear_stale_kernels
 
 clear_stale_kernels(Path(__file__).parent)
 

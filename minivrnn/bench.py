@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from .memory import keep_freed_memory
-from .threads import single_threaded_blas
+from .fast.memory import keep_freed_memory
+from .fast.threads import single_threaded_blas
 
 CONFIGS = {  # (D, H, Z, F, T, B), one hidden layer per MLP, VRNN-Gauss, GRU
     "tiny": (2, 32, 8, 32, 50, 16),

@@ -14,8 +14,8 @@ import numpy as np
 from . import data as datalib
 from .checkpoint import CheckpointError, load_checkpoint
 from .evaluation import elbo_and_importance
-from .memory import keep_freed_memory
-from .threads import single_threaded_blas
+from .fast.memory import keep_freed_memory
+from .fast.threads import single_threaded_blas
 from .cli import DefaultsFormatter, positive
 
 positive_int = positive(int)

@@ -9,8 +9,8 @@ For the RNN baselines the log-likelihood (eq. 2) is exact and both columns are e
 import numpy as np
 
 from .model import forward
-from .ops.activations import logsumexp_forward
-from .ops.gaussian import gaussian_logpdf_forward
+from .fast.activations import logsumexp_forward
+from .fast.gaussian import gaussian_logpdf_forward
 
 
 def log_weight(result, eps, mask):

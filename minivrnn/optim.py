@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .ops._jit import kernel
+from .fast.jit import kernel
 
 
 @dataclass

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .memory import keep_freed_memory
+from .fast.memory import keep_freed_memory
 from .sampling import sample
 from .cli import DefaultsFormatter
 

@@ -6,9 +6,10 @@ another implementation can reproduce exactly from the same noise.
 """
 import numpy as np
 
-from . import heads
-from .model import _cell_forward, _packed_cell, _prior_forward, initial_state
-from .ops.linear import mlp_forward
+from .fast import heads
+from .fast.engine import cell_forward, packed_cell, prior_forward
+from .fast.linear import mlp_forward
+from .model import initial_state
 from .params import sub
 
 
@@ -38,11 +39,11 @@ def sample_with_noise(params, config, noise, *, state0=None):
     n_steps, n_sequences = noise["u_pen"].shape
     state = initial_state(config, n_sequences, dtype) if state0 is None else tuple(state0)
     xs = np.empty((n_steps, n_sequences, config.x_dim), dtype=dtype)
-    cell = _packed_cell(params, config)  # the gates side by side, once for every step
+    cell = packed_cell(params, config)  # the gates side by side, once for every step
     for t in range(n_steps):
         h = state[0]
         if config.latent:
-            _, mu0, sigma0 = _prior_forward(params, config, h[None])  # (1, B, Z)
+            _, mu0, sigma0 = prior_forward(params, config, h[None])  # (1, B, Z)
             z = mu0[0] + sigma0[0] * noise["z"][t]  # eq. (4)
             pz, _ = mlp_forward(sub(params, "phi_z."), z)
             dec_in = np.concatenate([pz, h], axis=1)
@@ -55,5 +56,5 @@ def sample_with_noise(params, config, noise, *, state0=None):
         xs[t] = heads.output_sample(out, config.output_kind, step_noise)  # eq. (5)
         px, _ = mlp_forward(sub(params, "phi_x."), xs[t])
         cell_in = np.concatenate([px, pz], axis=1) if config.latent else px
-        state, _ = _cell_forward(params, config, cell_in, state, cell)  # eq. (6)
+        state, _ = cell_forward(params, config, cell_in, state, cell)  # eq. (6)
     return xs

@@ -22,8 +22,8 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .cli import DefaultsFormatter, non_negative_int, positive
 from .model import MODELS, VRNNConfig, backward, forward, init_params
 from .optim import Adam, clip_by_global_norm
-from .memory import keep_freed_memory
-from .threads import single_threaded_blas
+from .fast.memory import keep_freed_memory
+from .fast.threads import single_threaded_blas
 
 TINY = dict(data="handwriting", model="vrnn-gmm", z_dim=8, h_dim=32, feat_dim=32, epochs=15, batch_size=16,
             max_len=50, lr=3e-3)

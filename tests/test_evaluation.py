@@ -5,7 +5,7 @@ import pytest
 from minivrnn import VRNNConfig, init_params
 from minivrnn.evaluation import elbo_and_importance, log_weight
 from minivrnn.model import forward
-from minivrnn.ops.gaussian import gaussian_logpdf_forward
+from minivrnn.fast.gaussian import gaussian_logpdf_forward
 
 
 def _exact_log_likelihood(params, config, x1):

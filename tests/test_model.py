@@ -153,8 +153,8 @@ def test_chain_kernels_match_the_python_loop(cell, n_layers, layout, monkeypatch
     says how the loop's products multiply by their weights (ops/matmul.py): each weight whole, or in tiles (the
     size limits lowered so that even these small weights are cut, with a ragged last tile both ways), the tiles
     copied from the joined weights or, where the pieces are whole blocks wide, from the parameters themselves."""
-    import minivrnn.ops.matmul as mm
-    from minivrnn.chain import chain_backward, chain_forward
+    import minivrnn.fast.matmul as mm
+    from minivrnn.fast.chain import chain_backward, chain_forward
     from tests.reference import chain as ref
 
     h_dim = 5 if layout == "one block" else 8
@@ -203,8 +203,8 @@ def test_chain_kernels_match_the_python_loop(cell, n_layers, layout, monkeypatch
 def test_the_loops_blocks_are_rewritten_into_the_same_arrays_at_every_step(monkeypatch):
     """chain.py keeps the loop's blocks of weights in reused arrays (on 2 MiB pages, memory.py): one model's
     loss and gradients must not depend on what another model's step left in them."""
-    import minivrnn.chain as chain
-    import minivrnn.ops.matmul as mm
+    import minivrnn.fast.chain as chain
+    import minivrnn.fast.matmul as mm
 
     monkeypatch.setattr(mm, "TILED_MIN_WORK", 1)  # (so that this small model's weights are cut into blocks)
     monkeypatch.setattr(mm, "TILE_WIDTH", 4)
@@ -228,11 +228,11 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch, cell):
     per thread; each sequence's arithmetic is the same either way (up to the order of the weight-gradient sum)."""
     import numba
 
-    import minivrnn.chain
-    import minivrnn.ops.matmul
+    import minivrnn.fast.chain
+    import minivrnn.fast.matmul
 
-    monkeypatch.setattr(minivrnn.chain, "PARALLEL_MIN_WORK", 0)  # split even this small batch
-    monkeypatch.setattr(minivrnn.ops.matmul, "PARALLEL_MIN_WORK", 0)  # and even these small products
+    monkeypatch.setattr(minivrnn.fast.chain, "PARALLEL_MIN_WORK", 0)  # split even this small batch
+    monkeypatch.setattr(minivrnn.fast.matmul, "PARALLEL_MIN_WORK", 0)  # and even these small products
     assert numba.config.NUMBA_NUM_THREADS >= 2, "needs a machine with two or more cores"
     config = _small("vrnn-gmm", cell)
     params = init_params(config, seed=9)

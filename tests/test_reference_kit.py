@@ -11,10 +11,10 @@ from scipy.special import log_softmax, logsumexp
 from minivrnn import VRNNConfig, init_params
 from minivrnn import reference_kit as kit
 from minivrnn.model import backward, forward
-from minivrnn.ops.gaussian import gaussian_logpdf_forward
-from minivrnn.ops.gmm import gmm_logpdf_forward
-from minivrnn.ops.kl import kl_gaussian_forward
-from minivrnn.ops.pen import bernoulli_logpmf_forward, bivariate_gmm_logpdf_forward
+from minivrnn.fast.gaussian import gaussian_logpdf_forward
+from minivrnn.fast.gmm import gmm_logpdf_forward
+from minivrnn.fast.kl import kl_gaussian_forward
+from minivrnn.fast.pen import bernoulli_logpmf_forward, bivariate_gmm_logpdf_forward
 from minivrnn.sampling import sample_with_noise
 
 GOLDEN = kit.golden_paths()

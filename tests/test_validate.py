@@ -3,9 +3,10 @@ import re
 import numpy as np
 import pytest
 
-from minivrnn._validate import check_arrays, check_like
-from minivrnn.ops import activations as act
-from minivrnn.ops import gaussian, gmm, gru, kl, linear, lstm, pen, reparam
+from minivrnn.validate import check_arrays, check_like
+from minivrnn.fast import activations as act
+from minivrnn.fast import gaussian, gmm, gru, kl, linear, lstm, pen
+from minivrnn.ops import reparam
 
 
 def test_binds_letters_and_leading_axes():

@@ -3,7 +3,7 @@
 The noise eps is an argument, drawn by the caller, so z is a deterministic, differentiable function of
 (mu, sigma): dz/dmu = 1, dz/dsigma = eps.
 """
-from .._validate import check_arrays, check_like
+from ..validate import check_arrays, check_like
 
 
 def reparam_forward(mu, sigma, eps):

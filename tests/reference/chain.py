@@ -3,11 +3,11 @@ one package op per line (encoder eq. (8) -> reparameterisation -> phi_z -> recur
 """
 import numpy as np
 
-from minivrnn import heads
-from minivrnn.model import _cell_forward  # the same one step of the recurrence that generation uses
-from minivrnn.ops.gru import gru_cell_backward
-from minivrnn.ops.linear import mlp_backward, mlp_forward
-from minivrnn.ops.lstm import lstm_cell_backward
+from minivrnn.fast import heads
+from minivrnn.fast.engine import cell_forward as _cell_forward  # the same one step of the recurrence that generation uses
+from minivrnn.fast.gru import gru_cell_backward
+from minivrnn.fast.linear import mlp_backward, mlp_forward
+from minivrnn.fast.lstm import lstm_cell_backward
 from minivrnn.ops.reparam import reparam_backward, reparam_forward
 from minivrnn.params import add_prefixed, sub
 

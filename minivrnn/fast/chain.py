@@ -29,13 +29,13 @@ import numpy as np
 from numba import njit, prange
 
 from .memory import Workspace
-from .ops import gru, lstm
-from .ops._jit import KERNEL_OPTIONS, kernel
-from .ops.activations import _softplus_kernel
-from .ops.matmul import chain_operand, dot_blocks, matmul, matmul_tn, sum_rows
-from .ops.gru import _gru_gates_step, _gru_gates_step_backward
-from .ops.lstm import _lstm_gates_step, _lstm_gates_step_backward
-from .ops.recurrent import _copy_rows, _masked_update, _masked_update_backward
+from . import gru, lstm
+from .jit import KERNEL_OPTIONS, kernel
+from .activations import _softplus_kernel
+from .matmul import chain_operand, dot_blocks, matmul, matmul_tn, sum_rows
+from .gru import _gru_gates_step, _gru_gates_step_backward
+from .lstm import _lstm_gates_step, _lstm_gates_step_backward
+from .recurrent import _copy_rows, _masked_update, _masked_update_backward
 
 
 def chain_forward(params, config, px, mask, eps, state0):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from minivrnn.ops import vecmath
+from minivrnn.fast import vecmath
 
 # Worst errors measured over this grid: exp 1.0 ulp, expm1 1.2, log 2.0, log1p 2.7 (in both dtypes).
 ULPS = {"exp": 1.5, "expm1": 2, "log": 2.5, "log1p": 3}

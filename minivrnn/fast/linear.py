@@ -7,9 +7,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from .._validate import check_arrays, check_like
+from ..validate import check_arrays, check_like
 from .activations import _relu_grad
-from ._jit import kernel
+from .jit import kernel
 from .matmul import matmul, matmul_tn, sum_rows
 
 

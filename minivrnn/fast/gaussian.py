@@ -8,8 +8,8 @@ not floored again here. The per-row helper ``_gaussian_row`` is shared with the 
 import numpy as np
 
 from . import vecmath
-from .._validate import check_arrays, check_like
-from ._jit import kernel
+from ..validate import check_arrays, check_like
+from .jit import kernel
 from .matmul import ones
 
 LOG_2PI = float(np.log(2.0 * np.pi))

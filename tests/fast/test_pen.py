@@ -7,7 +7,7 @@ from scipy import stats
 from scipy.special import expit, logsumexp
 
 from minivrnn.gradcheck import gradcheck
-from minivrnn.ops import pen
+from minivrnn.fast import pen
 from tests.reference import pen as ref
 
 NAMES = ("xy", "logits", "mu", "sigma", "rho")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from minivrnn.ops.blas import gemm
+from minivrnn.fast.blas import gemm
 
 
 @njit

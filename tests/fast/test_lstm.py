@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from minivrnn.gradcheck import gradcheck
-from minivrnn.ops.lstm import (
+from minivrnn.fast.lstm import (
     KEYS,
     init_lstm,
     lstm_cell_backward,

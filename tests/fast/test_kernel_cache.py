@@ -1,5 +1,5 @@
 """The kernel cache is dropped when any source file changes, and kept otherwise."""
-from minivrnn._kernel_cache import STAMP, clear_stale_kernels, sources_digest
+from minivrnn.fast.kernel_cache import STAMP, clear_stale_kernels, sources_digest
 
 
 def _package(tmp_path):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minivrnn.ops.recurrent import _copy_rows
+from minivrnn.fast.recurrent import _copy_rows
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -6,9 +6,9 @@ from hypothesis.extra.numpy import arrays
 from scipy.stats import norm
 
 from minivrnn.gradcheck import gradcheck
-from minivrnn.ops import kl
-from minivrnn.ops.kl import kl_gaussian_backward, kl_gaussian_forward
-from tests.ops.precision import assert_float32_close_to_float64
+from minivrnn.fast import kl
+from minivrnn.fast.kl import kl_gaussian_backward, kl_gaussian_forward
+from tests.fast.precision import assert_float32_close_to_float64
 from tests.reference import densities as ref
 
 NAMES = ("mu_q", "sigma_q", "mu_p", "sigma_p")

@@ -7,10 +7,10 @@ from scipy.special import log_softmax, logsumexp
 from scipy.stats import norm
 
 from minivrnn.gradcheck import gradcheck
-from minivrnn.ops import gmm
-from minivrnn.ops.gaussian import gaussian_logpdf_forward
-from minivrnn.ops.gmm import gmm_logpdf_backward, gmm_logpdf_forward
-from tests.ops.precision import assert_float32_close_to_float64
+from minivrnn.fast import gmm
+from minivrnn.fast.gaussian import gaussian_logpdf_forward
+from minivrnn.fast.gmm import gmm_logpdf_backward, gmm_logpdf_forward
+from tests.fast.precision import assert_float32_close_to_float64
 from tests.reference import densities as ref
 
 NAMES = ("x", "logits", "mu", "sigma")

@@ -10,8 +10,8 @@ and hence the KL, is >= 0 in float32 too, and it is exactly 0 when q equals p.
 import numpy as np
 
 from . import vecmath
-from .._validate import check_arrays, check_like
-from ._jit import kernel
+from ..validate import check_arrays, check_like
+from .jit import kernel
 
 
 def kl_gaussian_forward(mu_q, sigma_q, mu_p, sigma_p):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from minivrnn import heads
+from minivrnn.fast import heads
 from minivrnn.gradcheck import gradcheck
 
 

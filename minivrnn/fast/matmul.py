@@ -26,7 +26,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ._jit import KERNEL_OPTIONS, kernel
+from .jit import KERNEL_OPTIONS, kernel
 from .blas import gemm
 
 

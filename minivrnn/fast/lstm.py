@@ -12,8 +12,8 @@ function of the sum a_i + a_h, so both sides share one pre-activation gradient `
 """
 import numpy as np
 
-from .._validate import check_arrays, check_like
-from ._jit import kernel
+from ..validate import check_arrays, check_like
+from .jit import kernel
 from .activations import _sigmoid, _tanh
 from .matmul import matmul, sum_rows
 from .recurrent import (

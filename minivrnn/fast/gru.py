@@ -15,8 +15,8 @@ hold the per-step arithmetic, so that a fused model kernel can call them too.
 """
 import numpy as np
 
-from .._validate import check_arrays, check_like
-from ._jit import kernel
+from ..validate import check_arrays, check_like
+from .jit import kernel
 from .activations import _sigmoid, _tanh
 from .matmul import matmul, sum_rows
 from .recurrent import (

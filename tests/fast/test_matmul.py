@@ -3,7 +3,7 @@ import numba
 import numpy as np
 import pytest
 
-from minivrnn.ops import matmul as mm
+from minivrnn.fast import matmul as mm
 
 
 @pytest.mark.parametrize("n_chunks", [1, 2, 3])

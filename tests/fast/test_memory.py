@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 
-from minivrnn.memory import HUGE_PAGE, Workspace, huge_page_empty, keep_freed_memory
+from minivrnn.fast.memory import HUGE_PAGE, Workspace, huge_page_empty, keep_freed_memory
 
 
 def test_keep_freed_memory_cuts_page_faults_of_repeated_big_allocations():
@@ -13,7 +13,7 @@ def test_keep_freed_memory_cuts_page_faults_of_repeated_big_allocations():
     # filling 3 MB arrays, with and without the malloc settings, counted in minor page faults.
     script = (
         "import resource, sys, numpy as np\n"
-        "from minivrnn.memory import keep_freed_memory\n"
+        "from minivrnn.fast.memory import keep_freed_memory\n"
         "if sys.argv[1] == 'keep': assert keep_freed_memory()\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
         "for _ in range(40):\n"

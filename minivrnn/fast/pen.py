@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from .._validate import check_arrays, check_like
-from ._jit import kernel
+from ..validate import check_arrays, check_like
+from .jit import kernel
 from .activations import (
     log_softmax_backward,
     log_softmax_forward,

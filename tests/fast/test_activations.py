@@ -7,7 +7,7 @@ from numba import njit
 from scipy.special import expit
 
 from minivrnn.gradcheck import gradcheck
-from minivrnn.ops import activations as act
+from minivrnn.fast import activations as act
 from tests.reference import activations as ref
 
 PAIRS = {

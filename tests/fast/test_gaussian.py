@@ -6,8 +6,8 @@ from hypothesis.extra.numpy import arrays
 from scipy.stats import norm
 
 from minivrnn.gradcheck import gradcheck
-from minivrnn.ops.gaussian import gaussian_logpdf_backward, gaussian_logpdf_forward
-from tests.ops.precision import assert_float32_close_to_float64
+from minivrnn.fast.gaussian import gaussian_logpdf_backward, gaussian_logpdf_forward
+from tests.fast.precision import assert_float32_close_to_float64
 from tests.reference import densities as ref
 
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from minivrnn.gradcheck import gradcheck
-from minivrnn.ops.gru import (
+from minivrnn.fast.gru import (
     KEYS,
     gru_cell_backward,
     gru_cell_forward,

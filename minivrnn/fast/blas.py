@@ -14,7 +14,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._jit import KERNEL_OPTIONS, scalar_helper
+from .jit import KERNEL_OPTIONS, scalar_helper
 
 
 def gemm(a, b, out, accumulate):

@@ -7,8 +7,8 @@ row-major), ``"pen"`` (bivariate mixture with correlation for (dx, dy) plus a Be
 """
 import numpy as np
 
-from ._validate import check_like
-from .ops.activations import (
+from ..validate import check_like
+from .activations import (
     _join_scaled_kernel,
     _split_softplus_kernel,
     sigmoid_forward,
@@ -17,10 +17,10 @@ from .ops.activations import (
     tanh_backward,
     tanh_forward,
 )
-from .ops.gaussian import gaussian_logpdf_backward, gaussian_logpdf_forward
-from .ops.gmm import gmm_logpdf_backward, gmm_logpdf_forward
-from .ops.linear import init_linear, linear_backward, linear_forward
-from .ops.pen import (
+from .gaussian import gaussian_logpdf_backward, gaussian_logpdf_forward
+from .gmm import gmm_logpdf_backward, gmm_logpdf_forward
+from .linear import init_linear, linear_backward, linear_forward
+from .pen import (
     bernoulli_logpmf_backward,
     bernoulli_logpmf_forward,
     bivariate_gmm_logpdf_backward,

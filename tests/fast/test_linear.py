@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minivrnn.gradcheck import gradcheck
-from minivrnn.ops.linear import (
+from minivrnn.fast.linear import (
     init_linear,
     init_mlp,
     linear_backward,

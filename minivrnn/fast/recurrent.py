@@ -5,7 +5,7 @@ and packs them side by side, gates in PyTorch's order, so that one product compu
 """
 import numpy as np
 
-from ._jit import kernel
+from .jit import kernel
 
 
 PARTS = ("W_i", "W_h", "b_i", "b_h")

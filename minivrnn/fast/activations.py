@@ -6,8 +6,8 @@ log-softmax give the mixture weights of the GMM output (reference/equations.md, 
 import numpy as np
 
 from . import vecmath
-from .._validate import check_arrays, check_like
-from ._jit import kernel, scalar_helper
+from ..validate import check_arrays, check_like
+from .jit import kernel, scalar_helper
 
 
 def relu_forward(a):

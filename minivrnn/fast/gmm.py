@@ -7,8 +7,8 @@ keeps the weights pi and the responsibilities r_k = pi_k N_k / p(x), which are a
 """
 import numpy as np
 
-from .._validate import check_arrays, check_like
-from ._jit import kernel
+from ..validate import check_arrays, check_like
+from .jit import kernel
 from .gaussian import _gaussian_row, gaussian_logpdf_backward
 
 
