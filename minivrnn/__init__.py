@@ -5,16 +5,18 @@ Dimension letters used in every shape comment:
     F feature width (every hidden layer of every MLP), K mixture components, N rows (T*B flattened).
 Data are time-major: x has shape (T, B, D), with a (T, B) mask for padded variable-length batches.
 
-Importing this package compiles nothing: Numba kernels compile (or load from their on-disk cache) the first
-time they are called. Cached kernels from older sources are dropped first (fast/kernel_cache.py).
+Importing this package compiles nothing and deletes nothing: Numba kernels compile (or load from their on-disk
+cache) the first time they are called. Their cache is a folder keyed by the package's sources and the versions
+they are compiled with (fast/kernel_cache.py), so a change to any file never serves old machine code.
 """
 from pathlib import Path
 
-from .fast.kernel_cache import clear_stale_kernels
+from .fast import jit as _jit
+from .fast.kernel_cache import install as _install_kernel_cache
 
-clear_stale_kernels(Path(__file__).parent)
+_install_kernel_cache(Path(__file__).parent, plain=_jit.FORCED_PLAIN)  # before any kernel is defined
 
-from .model import VRNNConfig, init_params, loss_and_grads  # noqa: E402  (after the cache check)
+from .model import VRNNConfig, init_params, loss_and_grads  # noqa: E402  (after the cache is keyed)
 
 __all__ = ["VRNNConfig", "init_params", "loss_and_grads"]
 __version__ = "0.1.0"

@@ -25,19 +25,20 @@ def log_weight(result, eps, mask):
     return log_px_given_z + ((log_p - log_q) * mask).sum(axis=0)
 
 
-def elbo_and_importance(params, config, x, mask, n_samples, rng):
+def elbo_and_importance(params, config, x, mask, n_samples, rng, *, engine="compiled"):
     """Per sequence: (ELBO averaged over the S samples, importance-sampled log p(x) with S samples), (B,) each.
 
-    The ELBO uses the closed-form KL (eq. 10); each sample draws fresh eps for every step.
+    The ELBO uses the closed-form KL (eq. 10); each sample draws fresh eps for every step. ``engine`` as in
+    model.py.
     """
     T, B = mask.shape
     if not config.latent:
-        exact = log_weight(forward(params, config, x, mask, None)[0], None, mask)
+        exact = log_weight(forward(params, config, x, mask, None, engine=engine)[0], None, mask)
         return exact, exact
     elbos, weights = [], []
     for _ in range(n_samples):
         eps = rng.standard_normal((T, B, config.z_dim)).astype(x.dtype)
-        result, _ = forward(params, config, x, mask, eps)
+        result, _ = forward(params, config, x, mask, eps, engine=engine)
         elbos.append(-(result["nll"] + result["kl"]).sum(axis=0))
         weights.append(log_weight(result, eps, mask))
     log_w = np.stack(weights, axis=1).astype(np.float64)  # (B, S)

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import readable
 from .fast import engine as compiled
-from .fast import heads
-from .fast.gru import init_gru
-from .fast.linear import init_mlp
-from .fast.lstm import init_lstm
+from .ops import heads
+from .ops.gru import init_gru
+from .ops.linear import init_mlp
+from .ops.lstm import init_lstm
 from .validate import check_arrays
 
-ENGINES = {"compiled": compiled}  # model.py's docstring says which is which
+ENGINES = {"compiled": compiled, "readable": readable}  # this module's docstring says which is which
 
 MODELS = ("vrnn-gauss", "vrnn-gmm", "vrnn-i-gauss", "rnn-gauss", "rnn-gmm")
 
@@ -78,7 +79,7 @@ class VRNNConfig:
 
 
 def init_params(config, seed=0, dtype=np.float64):
-    """All parameters, named as in the public contract (design.md), seeded from ``seed``."""
+    """All parameters, named as in the public contract (README, "Public contract"), seeded from ``seed``."""
     rng = np.random.default_rng(seed)
     D, Z, H, F, K = config.x_dim, config.z_dim, config.h_dim, config.feat_dim, config.n_mix
     widths = [F] * config.n_layers
@@ -129,7 +130,7 @@ def forward(params, config, x, mask, eps, *, state0=None, kl_weight=1.0, engine=
     reconstruction ``nll`` and ``kl`` (T, B) (zeros on padded steps), the ``final_state`` and, for the VRNNs,
     the two Gaussians of every step (``q_mu``, ``q_sigma``, ``p_mu``, ``p_sigma``, (T, B, Z)) for importance
     sampling (evaluation.py)."""
-    module = _engine(engine)
+    module = get_engine(engine)
     T, B = _check_inputs(params, config, x, mask, eps, state0)
     state0 = initial_state(config, B, x.dtype) if state0 is None else tuple(state0)
     result, cache = module.forward(params, config, x, mask, eps, state0, kl_weight)
@@ -142,7 +143,8 @@ def backward(cache):
     return module.backward(cache)
 
 
-def _engine(engine):
+def get_engine(engine):
+    """The module of the engine named ``engine`` (ENGINES), or a ValueError naming the choices."""
     if engine not in ENGINES:
         raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
     return ENGINES[engine]

@@ -2,7 +2,7 @@
 
 Written the ordinary PyTorch way, independently of minivrnn's code: ``nn.Linear`` MLPs, ``nn.GRUCell`` /
 ``nn.LSTMCell`` for the recurrence (eqs. 1 and 6), ``torch.distributions`` for every density and the KL,
-autograd for every gradient. It loads minivrnn's parameter dict (names and shapes of design.md's public
+autograd for every gradient. It loads minivrnn's parameter dict (names and shapes of the README's public
 contract) and computes the same loss: the negative ELBO (eq. 10), or the negative log-likelihood (eq. 2)
 for the RNN baselines, summed over time and data dimensions and averaged over the B sequences.
 
@@ -27,7 +27,7 @@ NO_CHECK = {"validate_args": False}  # padded steps hold junk (e.g. a pen bit of
 GATES = {"gru": "rzn", "lstm": "ifgo"}  # PyTorch's gate order inside weight_ih / weight_hh
 
 
-# --- the output densities (equations.md, "Closed forms" and "Pen-stroke output") ----------------------
+# --- the output densities (docs/equations.md, "Closed forms" and "Pen-stroke output") ----------------------
 
 def diagonal_gaussian(mu, sigma):
     """N(mu, diag(sigma^2)) over the last axis (eqs. 2 and 5)."""
@@ -258,7 +258,7 @@ class TorchVRNN(nn.Module):
 # --- minivrnn-shaped functions (NumPy in, NumPy out) ------------------------------------------------------
 
 def from_params(params, config, dtype=torch.float64):
-    """A TorchVRNN holding minivrnn's parameter dict ``params`` (names and shapes as in design.md)."""
+    """A TorchVRNN holding minivrnn's parameter dict ``params`` (names and shapes as in the README's "Public contract")."""
     model = TorchVRNN(config).to(dtype)
     views = model.named_views()
     if set(views) != set(params):

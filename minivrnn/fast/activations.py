@@ -1,11 +1,18 @@
-"""Element-wise activations and the stable log-sum-exp / log-softmax, each with its backward pass.
-
-softplus gives every standard deviation in the model (sigma = softplus(a) + sigma_min); log-sum-exp and
-log-softmax give the mixture weights of the GMM output (reference/equations.md, "Closed forms").
+"""The compiled twins of ops/activations.py: element-wise activations and the stable log-sum-exp, with the
+same names and results (docs/equations.md, "Closed forms"). The backward passes, and the forwards with no
+compiled version (tanh, log-softmax on top of the compiled log-sum-exp), are ops/activations.py's own.
 """
 import numpy as np
 
 from . import vecmath
+from ..ops.activations import (  # noqa: F401  (plain NumPy already: this module's public names too)
+    log_softmax_backward,
+    logsumexp_backward,
+    sigmoid_backward,
+    softplus_backward,
+    tanh_backward,
+    tanh_forward,
+)
 from ..validate import check_arrays, check_like
 from .jit import kernel, scalar_helper
 
@@ -18,34 +25,23 @@ def relu_forward(a):
 
 
 def relu_backward(dy, cache):
+    """da = dy where the input was positive, else 0."""
     y = cache
     check_like("dy", dy, y.shape, y.dtype, "...")
-    return _relu_grad(dy, y)
+    return relu_grad(dy, y)
 
 
 def _relu(a):
-    """relu_forward's y, a already checked (the MLPs check all their layers at once: ops/linear.py)."""
+    """relu_forward's y, a already checked."""
     return np.maximum(a, a.dtype.type(0))
 
 
-def _relu_grad(dy, y):
+def relu_grad(dy, y):
     """relu_backward's da = dy where y > 0, else 0, dy already checked."""
     da = np.empty(y.shape, y.dtype)
     _relu_backward_kernel(np.ascontiguousarray(dy).reshape(-1), np.ascontiguousarray(y).reshape(-1),
                           da.reshape(-1))
     return da
-
-
-def tanh_forward(a):
-    check_arrays(a=(a, "..."))
-    y = np.tanh(a)
-    return y, y
-
-
-def tanh_backward(dy, cache):
-    y = cache
-    check_like("dy", dy, y.shape, y.dtype, "...")
-    return dy * (1 - y * y)
 
 
 def sigmoid_forward(a):
@@ -56,25 +52,13 @@ def sigmoid_forward(a):
     return y, y
 
 
-def sigmoid_backward(dy, cache):
-    y = cache
-    check_like("dy", dy, y.shape, y.dtype, "...")
-    return dy * y * (1 - y)
-
-
 def softplus_forward(a, offset=0.0):
     """log(1 + exp(a)) = max(a, 0) + log1p(exp(-|a|)), finite for any finite a; its slope is sigmoid(a).
     ``offset`` is added to y in the same pass (a standard deviation's floor sigma_min: heads.py)."""
     check_arrays(a=(a, "..."))
     y, slope = np.empty(a.shape, dtype=a.dtype), np.empty(a.shape, dtype=a.dtype)  # C order
-    _softplus_kernel(np.ascontiguousarray(a).reshape(-1), a.dtype.type(offset), y.reshape(-1), slope.reshape(-1))
+    softplus_kernel(np.ascontiguousarray(a).reshape(-1), a.dtype.type(offset), y.reshape(-1), slope.reshape(-1))
     return y, slope
-
-
-def softplus_backward(dy, cache):
-    slope = cache  # sigmoid(a)
-    check_like("dy", dy, slope.shape, slope.dtype, "...")
-    return dy * slope
 
 
 def logsumexp_forward(a):
@@ -86,13 +70,6 @@ def logsumexp_forward(a):
     return out, (a, out)
 
 
-def logsumexp_backward(dout, cache):
-    """d lse / d a_k = softmax(a)_k."""
-    a, out = cache
-    check_like("dout", dout, out.shape, out.dtype, "...")
-    return dout[..., None] * np.exp(a - out[..., None])
-
-
 def log_softmax_forward(a):
     """a_k - logsumexp(a) over the last axis; (..., K) -> (..., K)."""
     lse, lse_cache = logsumexp_forward(a)
@@ -100,21 +77,14 @@ def log_softmax_forward(a):
     return y, (y, lse_cache)
 
 
-def log_softmax_backward(dy, cache):
-    """dy - softmax * sum_k dy_k: the identity path plus logsumexp_backward of -sum_k dy_k."""
-    y, lse_cache = cache
-    check_like("dy", dy, y.shape, y.dtype, "... K")
-    return dy + logsumexp_backward(-dy.sum(axis=-1), lse_cache)
-
-
 # --- scalar helpers, shared by every kernel that needs them (the recurrences, the chain) ----------------
 # Each is branch-free arithmetic on vecmath's exp, expm1 and log1p, so a loop over them vectorises (a libm
-# call per element costs 2-9 ns; these cost well under 1 ns). tests/ops/test_activations.py holds them to a
+# call per element costs 2-9 ns; these cost well under 1 ns). tests/fast/test_activations.py holds them to a
 # few units in the last place of NumPy's functions.
 
 
 @scalar_helper
-def _sigmoid(a, one):
+def sigmoid_scalar(a, one):
     """1 / (1 + exp(-a)) of a scalar without overflow (exp(-|a|) is in (0, 1]); ``one`` is 1 in a's dtype."""
     e = vecmath.exp(-abs(a))
     d = one / (one + e)
@@ -122,7 +92,7 @@ def _sigmoid(a, one):
 
 
 @scalar_helper
-def _tanh(a, one):
+def tanh_scalar(a, one):
     """tanh(a) = sign(a) (1 - e) / (1 + e) with e = exp(-2|a|), the numerator taken as -expm1(-2|a|) so that
     it keeps its precision near 0."""
     two = one + one
@@ -131,13 +101,13 @@ def _tanh(a, one):
 
 
 @scalar_helper
-def _log1p(e, one):
+def log1p_scalar(e, one):
     """log(1 + e) for e >= 0 (vecmath.log1p: small e keep their relative precision)."""
     return vecmath.log1p(e)
 
 
 @scalar_helper
-def _softplus(a, one):
+def softplus_scalar(a, one):
     """(softplus(a), sigmoid(a)) of a scalar, sharing one e = exp(-|a|): max(a, 0) + log(1 + e)."""
     e = vecmath.exp(-abs(a))  # in (0, 1]: never overflows
     y = max(a, one - one) + vecmath.log1p(e)
@@ -149,9 +119,9 @@ def _softplus(a, one):
 
 
 @kernel
-def _softplus_kernel(a, offset, y, slope):
-    """y = softplus(a) + offset, slope = sigmoid(a) (1-D arrays; ``offset`` of a's dtype): _softplus's lines in
-    two passes, e = exp(-|a|) first (kept in ``slope``), each pass short enough to vectorise well (1.7 ns per
+def softplus_kernel(a, offset, y, slope):
+    """y = softplus(a) + offset, slope = sigmoid(a) (1-D arrays; ``offset`` of a's dtype): softplus_scalar's
+    lines in two passes, e = exp(-|a|) first (kept in ``slope``), each pass short enough to vectorise well (1.7 ns per
     element instead of 2.7)."""
     one = a.dtype.type(1.0)
     zero = one - one
@@ -165,7 +135,7 @@ def _softplus_kernel(a, offset, y, slope):
 
 
 @kernel
-def _split_softplus_kernel(a, offset, first, y, slope):
+def split_softplus_kernel(a, offset, first, y, slope):
     """For a (N, 2Z) = [a_1 | a_2] (two heads side by side): first = a_1, y = softplus(a_2) + offset and
     slope = sigmoid(a_2), each (N, Z), C-contiguous. a_2 is gathered first, so that the softplus runs over all
     N*Z entries as one run (a row's Z = 8 are too few to vectorise)."""
@@ -176,12 +146,12 @@ def _split_softplus_kernel(a, offset, first, y, slope):
         for k in range(Z):
             f[k] = row[k]
             p[k] = row[Z + k]
-    _softplus_kernel(pre, offset, y.reshape(N * Z), slope.reshape(N * Z))
+    softplus_kernel(pre, offset, y.reshape(N * Z), slope.reshape(N * Z))
 
 
 @kernel
-def _join_scaled_kernel(d_first, dy, slope, out):
-    """out (N, 2Z) = [d_first | dy * slope]: the gradient reaching [a_1 | a_2] in _split_softplus_kernel."""
+def join_scaled_kernel(d_first, dy, slope, out):
+    """out (N, 2Z) = [d_first | dy * slope]: the gradient reaching [a_1 | a_2] in split_softplus_kernel."""
     N, Z = d_first.shape
     for n in range(N):
         o, f, g, s = out[n], d_first[n], dy[n], slope[n]
@@ -203,20 +173,26 @@ def _relu_backward_kernel(dy, y, da):
 def _sigmoid_kernel(a, y):
     one = a.dtype.type(1.0)
     for i in range(a.size):
-        y[i] = _sigmoid(a[i], one)
+        y[i] = sigmoid_scalar(a[i], one)
+
+
+@kernel
+def logsumexp_row(a):
+    """log sum_k exp(a_k) of a 1-D array, shifted by its maximum (the one compiled log-sum-exp: the mixtures'
+    kernels call it row by row too)."""
+    m = a[0]
+    for k in range(1, a.shape[0]):
+        m = max(m, a[k])
+    if np.isinf(m):  # all -inf (or a +inf): the shift would give nan
+        return m
+    s = a.dtype.type(0.0)
+    for k in range(a.shape[0]):
+        s += np.exp(a[k] - m)
+    return m + np.log(s)
 
 
 @kernel
 def _logsumexp_kernel(a, out):
-    """out[n] = log sum_k exp(a[n, k]) for a of shape (N, K), shifting by the row maximum."""
+    """out[n] = log sum_k exp(a[n, k]) for a of shape (N, K)."""
     for n in range(a.shape[0]):
-        m = a[n, 0]
-        for k in range(1, a.shape[1]):
-            m = max(m, a[n, k])
-        if np.isinf(m):  # all -inf (or a +inf): the shift would give nan
-            out[n] = m
-            continue
-        s = a.dtype.type(0.0)
-        for k in range(a.shape[1]):
-            s += np.exp(a[n, k] - m)
-        out[n] = m + np.log(s)
+        out[n] = logsumexp_row(a[n])

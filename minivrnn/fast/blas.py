@@ -9,12 +9,17 @@ Each of ``a`` (M, K), ``b`` (K, N) and ``out`` (M, N) may be a view with any row
 contiguous (unit stride along the last axis), as every row view of a C-contiguous array is. BLAS works in
 column-major order, where such an array is its own transpose: so the call computes out.T = b.T @ a.T.
 Called from Python (or with NUMBA_DISABLE_JIT=1), ``gemm`` is NumPy's ``@``.
+
+The hand-written signature is not checked by anything but use: so the first time Numba compiles a call to
+``gemm``, the bridge checks itself against np.dot on a few small products (``self_check``, run through
+fast/jit.py's ``plain_kernels``). If it disagrees, or with MINIVRNN_FORCE_PLAIN_KERNELS=1, ``gemm`` compiles to
+Numba's own np.dot instead (on contiguous copies, then set or added: slower, one warning).
 """
 import numpy as np
-from numba import types
+from numba import njit, types
 from numba.extending import overload
 
-from .jit import KERNEL_OPTIONS, scalar_helper
+from .jit import KERNEL_OPTIONS, plain_kernels, scalar_helper
 
 
 def gemm(a, b, out, accumulate):
@@ -54,13 +59,52 @@ def _xxgemm(dtype):
     return types.ExternalFunction("numba_xxgemm", sig)
 
 
-@overload(gemm, jit_options=KERNEL_OPTIONS)
-def _gemm_overload(a, b, out, accumulate):
+def _bridge_gemm(a, b, out, accumulate):
+    """``gemm`` that always compiles to the BLAS bridge: what ``self_check`` measures."""
+    gemm(a, b, out, accumulate)
+
+
+def _typed(a, b, out):
+    """True if gemm has an implementation for these Numba types (2-d arrays of one float type)."""
     arrays = (a, b, out)
     if not all(isinstance(x, types.Array) and x.ndim == 2 for x in arrays):
+        return False
+    return a.dtype == b.dtype == out.dtype and a.dtype in (types.float32, types.float64)
+
+
+@overload(gemm, jit_options=KERNEL_OPTIONS)
+def _gemm_overload(a, b, out, accumulate):
+    if not _typed(a, b, out):
         return None
-    if not (a.dtype == b.dtype == out.dtype) or a.dtype not in (types.float32, types.float64):
-        return None
+    return _plain_impl if plain_kernels() else _bridge_impl(a)
+
+
+# (not cached, and without the operand check, a cached helper: the probe below must not read the kernel cache,
+# whose lookup is what starts the check: fast/jit.py)
+@overload(_bridge_gemm, jit_options={"error_model": "numpy"})
+def _bridge_gemm_overload(a, b, out, accumulate):
+    return _bridge_impl(a, check=False) if _typed(a, b, out) else None
+
+
+def _plain_impl(a, b, out, accumulate):
+    """The plain path (fast/jit.py): Numba's own np.dot, on contiguous copies (Numba's np.dot needs them)."""
+    _check_operands(a, b, out)
+    M, K = a.shape
+    N = b.shape[1]
+    if M == 0 or N == 0:
+        return
+    if K == 0:  # an empty sum
+        if not accumulate:
+            out[:] = 0
+        return
+    product = np.dot(np.ascontiguousarray(a), np.ascontiguousarray(b))
+    if accumulate:
+        out += product
+    else:
+        out[:] = product
+
+
+def _bridge_impl(a, check=True):
     import scipy.linalg.cython_blas  # noqa: F401  (where numba_xxgemm finds sgemm and dgemm, as for np.dot)
 
     dtype = np.float32 if a.dtype == types.float32 else np.float64
@@ -68,7 +112,8 @@ def _gemm_overload(a, b, out, accumulate):
     n = _NO_TRANSPOSE
 
     def impl(a, b, out, accumulate):
-        _check_operands(a, b, out)
+        if check:
+            _check_operands(a, b, out)
         M, K = a.shape
         N, size = b.shape[1], a.itemsize
         if M == 0 or N == 0:
@@ -86,3 +131,34 @@ def _gemm_overload(a, b, out, accumulate):
             raise RuntimeError("gemm: no BLAS found (SciPy's scipy.linalg.cython_blas)")
 
     return impl
+
+
+# --- the self-check ------------------------------------------------------------------------------------------
+
+@njit
+def _probe(a, b, out, accumulate):
+    """The bridge on the views it is given (not cached: compiled only when the check runs, once per key and
+    machine)."""
+    _bridge_gemm(a, b, out, accumulate)
+
+
+def self_check(dot=np.dot):
+    """Compile the bridge and compare its products with ``dot``'s (NumPy's) on small row views, setting and
+    accumulating, in float32 and float64. Returns a list of problems (empty: all agree)."""
+    rng = np.random.default_rng(0)
+    problems = []
+    for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-12)):
+        big_a, big_b = rng.normal(size=(5, 9)).astype(dtype), rng.normal(size=(9, 8)).astype(dtype)
+        a, b = big_a[:, 2:8], big_b[2:8, 1:4]  # views with row strides other than their widths
+        for accumulate in (False, True):
+            big_out = rng.normal(size=(5, 7)).astype(dtype)
+            out = big_out[:, 1:4]
+            want = (out.astype(np.float64) if accumulate else 0) + dot(a.astype(np.float64), b.astype(np.float64))
+            try:
+                _probe(a, b, out, accumulate)
+            except Exception as error:  # a compile error or no BLAS is a failed check too
+                return [f"blas.gemm: {type(error).__name__}: {error}"]
+            if not np.allclose(out, want, rtol=rtol, atol=rtol):
+                problems.append(f"blas.gemm differs from np.dot in {np.dtype(dtype).name}"
+                                f"{' (accumulating)' if accumulate else ''}")
+    return problems

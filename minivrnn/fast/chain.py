@@ -28,14 +28,15 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .memory import Workspace
 from . import gru, lstm
+from .activations import softplus_kernel
+from .gru import gru_gates_step, gru_gates_step_backward
 from .jit import KERNEL_OPTIONS, kernel
-from .activations import _softplus_kernel
+from .lstm import lstm_gates_step, lstm_gates_step_backward
 from .matmul import chain_operand, dot_blocks, matmul, matmul_tn, sum_rows
-from .gru import _gru_gates_step, _gru_gates_step_backward
-from .lstm import _lstm_gates_step, _lstm_gates_step_backward
-from .recurrent import _copy_rows, _masked_update, _masked_update_backward
+from .memory import Workspace
+from .recurrent import copy_rows, masked_update, masked_update_backward
+from .threads import n_chunks
 
 
 def chain_forward(params, config, px, mask, eps, state0):
@@ -61,11 +62,11 @@ def chain_forward(params, config, px, mask, eps, state0):
         "tanh_c": np.empty((T, B, Hc), dtype),
     }
     h_out, c_out = np.empty((B, H), dtype), np.empty((B, Hc), dtype)
-    n_chunks = _n_chunks(B, B * H * (F + G))
-    b = _operands(loop, ("W_hcat", "W_head", "W_z0", "W_ipz"), B, n_chunks)
-    with _threads(n_chunks):
-        FORWARD[config.cell, n_chunks > 1](
-            n_chunks, ax.reshape(T, B, F + G), np.ascontiguousarray(eps),
+    chunks = n_chunks(B, B * H * (F + G), PARALLEL_MIN_WORK)
+    b = _operands(loop, ("W_hcat", "W_head", "W_z0", "W_ipz"), B, chunks)
+    with _threads(chunks):
+        FORWARD[config.cell, chunks > 1](
+            chunks, ax.reshape(T, B, F + G), np.ascontiguousarray(eps),
             np.ascontiguousarray(mask), h0, c0,
             w["b_xcat"], b["W_hcat"], w["b_h"], w["enc_W"], w["enc_b"], b["W_head"], w["b_head"],
             b["W_z0"], w["b_z0"], w["z_W"], w["z_b"], b["W_ipz"], dtype.type(config.sigma_min),
@@ -88,11 +89,11 @@ def chain_backward(cache, dpz, dh_prevs, dq_mu, dq_sigma):
          "pz": np.empty((L, T, B, F), dtype), "a_h": np.empty((T, B, G), dtype)}
     d["a_i"] = d["a_h"] if is_lstm else np.empty((T, B, G), dtype)  # the LSTM sums a_i + a_h: one gradient
     dh0, dc0 = np.empty((B, config.h_dim), dtype), np.empty((B, s["c_prev"].shape[2]), dtype)
-    n_chunks = _n_chunks(B, B * config.h_dim * (F + G))
-    b = _operands(loop, ("W_enc0hT", "W_hT", "W_headT", "W_z0T", "W_ipzT"), B, n_chunks)
-    with _threads(n_chunks):
-        BACKWARD[config.cell, n_chunks > 1](
-            n_chunks, np.ascontiguousarray(dpz), np.ascontiguousarray(dh_prevs),
+    chunks = n_chunks(B, B * config.h_dim * (F + G), PARALLEL_MIN_WORK)
+    b = _operands(loop, ("W_enc0hT", "W_hT", "W_headT", "W_z0T", "W_ipzT"), B, chunks)
+    with _threads(chunks):
+        BACKWARD[config.cell, chunks > 1](
+            chunks, np.ascontiguousarray(dpz), np.ascontiguousarray(dh_prevs),
             np.ascontiguousarray(dq_mu), np.ascontiguousarray(dq_sigma), np.ascontiguousarray(mask),
             np.ascontiguousarray(eps), s["h_prev"], s["c_prev"], s["enc_act"], s["slope"], s["pz_act"], s["a_h"],
             s["gates"], s["tanh_c"], b["W_enc0hT"], b["W_hT"], w["enc_WT"], b["W_headT"], b["W_z0T"],
@@ -209,11 +210,6 @@ def _threads(n):
         numba.set_num_threads(before)
 
 
-def _n_chunks(B, step_work):
-    """One chunk of the batch per thread when the step is big enough to pay for it, else one chunk."""
-    if step_work < PARALLEL_MIN_WORK:
-        return 1
-    return max(1, min(B, numba.get_num_threads()))
 
 
 @kernel
@@ -264,11 +260,11 @@ def _chain_forward_loop(n_chunks, ax, eps, mask, h0, c0, b_x, W_hcat, b_h, enc_W
         r0, r1 = chunk * B // n_chunks, (chunk + 1) * B // n_chunks
         nb = r1 - r0
         if T == 0:  # no step: the state passes through
-            _copy_rows(h0[r0:r1], h_out[r0:r1])
-            _copy_rows(c0[r0:r1], c_out[r0:r1])
+            copy_rows(h0[r0:r1], h_out[r0:r1])
+            copy_rows(c0[r0:r1], c_out[r0:r1])
         else:  # the stores double as the state: step t reads h_prev[t] and writes h_prev[t + 1]
-            _copy_rows(h0[r0:r1], h_prev[0, r0:r1])
-            _copy_rows(c0[r0:r1], c_prev[0, r0:r1])
+            copy_rows(h0[r0:r1], h_prev[0, r0:r1])
+            copy_rows(c0[r0:r1], c_prev[0, r0:r1])
         ah_cat = np.empty((nb, F + G), ax.dtype)
         a_f = np.empty((nb, F), ax.dtype)
         a_head = np.empty((nb, 2 * Z), ax.dtype)  # [a_mu | a_sig]
@@ -297,7 +293,7 @@ def _chain_forward_loop(n_chunks, ax, eps, mask, h0, c0, b_x, W_hcat, b_h, enc_W
             # each a pass over the step's nb * Z entries at once, which sit side by side in the (T, B, Z) arrays (a
             # row's Z = 8 are too few to vectorise: 2.9 us a step at 16 x 8 as rows, 0.4 us as one run)
             f0, f1 = (t * B + r0) * Z, (t * B + r1) * Z
-            _softplus_kernel(a_sig, sigma_min, sigma_flat[f0:f1], slope_flat[f0:f1])
+            softplus_kernel(a_sig, sigma_min, sigma_flat[f0:f1], slope_flat[f0:f1])
             mu_run, sigma_run, z_run, eps_run = mu_flat[f0:f1], sigma_flat[f0:f1], z_flat[f0:f1], eps_flat[f0:f1]
             for k in range(f1 - f0):
                 z_run[k] = mu_run[k] + sigma_run[k] * eps_run[k]
@@ -313,12 +309,12 @@ def _chain_forward_loop(n_chunks, ax, eps, mask, h0, c0, b_x, W_hcat, b_h, enc_W
                     ai[j] += ax_cell[j] + bx_cell[j]
                     ah[j] = ah_part[j] + b_h[j]
             if IS_LSTM:
-                _lstm_gates_step(a_i, a_h[t, r0:r1], c, gates[t, r0:r1], tanh_c[t, r0:r1], c_new, h_new)
+                lstm_gates_step(a_i, a_h[t, r0:r1], c, gates[t, r0:r1], tanh_c[t, r0:r1], c_new, h_new)
             else:
-                _gru_gates_step(a_i, a_h[t, r0:r1], h, gates[t, r0:r1], h_new)
+                gru_gates_step(a_i, a_h[t, r0:r1], h, gates[t, r0:r1], h_new)
             if _any_padded(mask[t, r0:r1]):  # padded steps keep h_{t-1} (and c_{t-1})
-                _masked_update(mask[t, r0:r1], h_new, h, h_new)
-                _masked_update(mask[t, r0:r1], c_new, c, c_new)
+                masked_update(mask[t, r0:r1], h_new, h, h_new)
+                masked_update(mask[t, r0:r1], c_new, c, c_new)
 
 
 def _chain_backward_loop(n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, mask, eps, h_prev, c_prev, enc_act, slope,
@@ -340,20 +336,20 @@ def _chain_backward_loop(n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, mask, eps, 
         for t in range(T - 1, -1, -1):
             # (on a step without padding, where forward skipped its masked update, this gives dh_new = dh and
             # dh_keep = 0 exactly)
-            _masked_update_backward(mask[t, r0:r1], dh, dh_new, dh_keep)
+            masked_update_backward(mask[t, r0:r1], dh, dh_new, dh_keep)
             if IS_LSTM:
-                _masked_update_backward(mask[t, r0:r1], dc, dc_new, dc_keep)
-                _lstm_gates_step_backward(dh_new, dc_new, c_prev[t, r0:r1], gates[t, r0:r1],
+                masked_update_backward(mask[t, r0:r1], dc, dc_new, dc_keep)
+                lstm_gates_step_backward(dh_new, dc_new, c_prev[t, r0:r1], gates[t, r0:r1],
                                           tanh_c[t, r0:r1], da_h[t, r0:r1], dc_gates)
             else:
-                _gru_gates_step_backward(dh_new, a_h[t, r0:r1], h_prev[t, r0:r1], gates[t, r0:r1],
+                gru_gates_step_backward(dh_new, a_h[t, r0:r1], h_prev[t, r0:r1], gates[t, r0:r1],
                                          da_i[t, r0:r1], da_h[t, r0:r1], dh_gates)
             dot_blocks(da_i[t, r0:r1], W_ipzT, dp)  # phi_z(z_t) fed the recurrence ...
             dp += dpz_ext[t, r0:r1]  # ... and the decoder
             for l in range(L - 1, 0, -1):
                 _relu_backward(dp, pz_act[l, t, r0:r1], d_pz[l, t, r0:r1])
                 np.dot(d_pz[l, t, r0:r1], z_WT[l - 1], dp_next)
-                _copy_rows(dp_next, dp)
+                copy_rows(dp_next, dp)
             _relu_backward(dp, pz_act[0, t, r0:r1], d_pz[0, t, r0:r1])
             dot_blocks(d_pz[0, t, r0:r1], W_z0T, dz)  # d z_t
             for i in range(nb):  # z = mu + sigma * eps; sigma = softplus(a) + sigma_min; plus the KL's share
@@ -365,7 +361,7 @@ def _chain_backward_loop(n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, mask, eps, 
             for l in range(L - 1, 0, -1):
                 _relu_backward(de, enc_act[l, t, r0:r1], d_enc[l, t, r0:r1])
                 np.dot(d_enc[l, t, r0:r1], enc_WT[l - 1], de_sig)
-                _copy_rows(de_sig, de)
+                copy_rows(de_sig, de)
             _relu_backward(de, enc_act[0, t, r0:r1], d_enc[0, t, r0:r1])
             # h_{t-1}'s two readers, encoder layer 0 and the recurrence: one product each
             dot_blocks(d_enc[0, t, r0:r1], W_enc0hT, dh_enc)
@@ -379,8 +375,8 @@ def _chain_backward_loop(n_chunks, dpz_ext, dh_ext, dq_mu, dq_sigma, mask, eps, 
                 for i in range(nb):
                     for j in range(Hc):
                         dc[i, j] = dc_keep[i, j] + dc_gates[i, j]
-        _copy_rows(dh, dh0[r0:r1])
-        _copy_rows(dc, dc0[r0:r1])
+        copy_rows(dh, dh0[r0:r1])
+        copy_rows(dc, dc0[r0:r1])
 
 
 def _compiled(loop, cell, parallel):

@@ -37,7 +37,7 @@ def forward(params, config, x, mask, eps, state0, kl_weight):
         chain, loop = chain_forward(params, config, px, mask, eps, state0)  # the sequential part, compiled
         h_prevs, q_mu, q_sigma, state = chain["h_prevs"], chain["q_mu"], chain["q_sigma"], chain["final_state"]
         dec_in = np.concatenate([chain["pz"], h_prevs], axis=2)  # (T, B, F + H): dec sees [phi_z(z_t), h_{t-1}]
-        prior, p_mu, p_sigma = prior_forward(params, config, h_prevs)
+        (p_mu, p_sigma), prior = prior_forward(params, config, h_prevs)
         kl, kl_cache = kl_gaussian_forward(q_mu, q_sigma, p_mu, p_sigma)  # (T, B)
     else:
         h_prevs, state, loop = _rnn_recurrence_forward(params, config, px, mask, state0)
@@ -134,14 +134,14 @@ def _rnn_recurrence_backward(config, cache, dh_prevs):
 # --- VRNN, eqs. (4)-(10): the prior (the encoder -> z -> phi_z -> f chain is in chain.py) --------------
 
 def prior_forward(params, config, h_prevs):
-    """[mu_0, sigma_0] = phi^prior(h_{t-1}) (eq. 4), or N(0, I) for VRNN-I."""
-    T, B, _ = h_prevs.shape
+    """[mu_0, sigma_0] = phi^prior(h_{t-1}) (eq. 4), or N(0, I) for VRNN-I: ((mu, sigma), cache), h_prevs of any
+    leading shape (..., H)."""
     if not config.learned_prior:
-        zeros = np.zeros((T, B, config.z_dim), dtype=h_prevs.dtype)
-        return None, zeros, zeros + 1
+        zeros = np.zeros(h_prevs.shape[:-1] + (config.z_dim,), dtype=h_prevs.dtype)
+        return (zeros, zeros + 1), None
     hp, mlp_cache = mlp_forward(sub(params, "prior."), h_prevs)
     (mu, sigma), head_cache = heads.gaussian_head_forward(params, "prior", hp, config.sigma_min)
-    return (mlp_cache, head_cache), mu, sigma
+    return (mu, sigma), (mlp_cache, head_cache)
 
 
 def _prior_backward(dmu, dsigma, prior, grads):

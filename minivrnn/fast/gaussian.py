@@ -1,18 +1,17 @@
-"""The diagonal Gaussian log-density, eq. (5)'s output density (and eq. (2)'s for the RNN-Gauss baseline).
+"""The compiled twin of ops/gaussian.py: the diagonal Gaussian log-density of eq. (5) (and eq. (2))
 
     log N(x; mu, sigma) = -0.5 * sum_d [ log(2 pi) + 2 log sigma_d + u_d^2 ],   u = (x - mu) / sigma
 
-(reference/equations.md, "Closed forms"). sigma arrives already positive (softplus + sigma_min); it is
-not floored again here. The per-row helper ``_gaussian_row`` is shared with the mixture in gmm.py.
+(docs/equations.md, "Closed forms"). The per-row kernel ``gaussian_row`` is shared with the mixture in gmm.py.
 """
 import numpy as np
 
 from . import vecmath
+from ..ops import gaussian as readable
+from ..ops.gaussian import LOG_2PI
 from ..validate import check_arrays, check_like
 from .jit import kernel
 from .matmul import ones
-
-LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 def gaussian_logpdf_forward(x, mu, sigma):
@@ -31,7 +30,7 @@ def gaussian_logpdf_backward(dlogp, cache):
     """Backward of gaussian_logpdf_forward: returns (dx, dmu, dsigma).
 
     gmm.py reuses it for all K components at once, with x of shape (..., 1, D) broadcast against mu (..., K, D):
-    that case is plain NumPy with broadcasting; same-shape arrays take one compiled pass.
+    that case is ops/gaussian.py's NumPy with broadcasting; same-shape arrays take one compiled pass.
     """
     x, mu, sigma = cache
     check_like("dlogp", dlogp, mu.shape[:-1], mu.dtype, "...")  # mu's, not x's: gmm.py broadcasts x
@@ -42,20 +41,11 @@ def gaussian_logpdf_backward(dlogp, cache):
         _gaussian_backward_kernel(np.ascontiguousarray(dlogp).reshape(-1), *rows, dx, dsigma)
         dx, dsigma = dx.reshape(x.shape), dsigma.reshape(x.shape)
         return dx, -dx, dsigma
-    u = (x - mu) / sigma  # (..., D) the standardised residual, recomputed
-    # logp = -0.5 * sum_d [log 2pi + 2 log sigma_d + u_d^2]
-    dlogp = dlogp[..., None]  # (..., 1): every d receives its row's gradient
-    du = -dlogp * u  # from -0.5 * u^2
-    dsigma = -dlogp / sigma  # from -0.5 * 2 log sigma
-    # u = (x - mu) / sigma
-    dx = du / sigma
-    dmu = -dx
-    dsigma = dsigma - du * u / sigma
-    return dx, dmu, dsigma
+    return readable.gaussian_logpdf_backward(dlogp, cache)
 
 
 @kernel
-def _gaussian_row(x, mu, sigma):
+def gaussian_row(x, mu, sigma):
     """log N(x; mu, diag(sigma^2)) of one row: 1-D arrays of D values -> a scalar of their dtype."""
     log_2pi, two, half = x.dtype.type(LOG_2PI), x.dtype.type(2.0), x.dtype.type(0.5)
     total = x.dtype.type(0.0)

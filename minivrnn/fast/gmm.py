@@ -1,15 +1,16 @@
-"""The Gaussian-mixture log-density, the output of VRNN-GMM and RNN-GMM (eqs. (5) and (2)).
+"""The compiled twin of ops/gmm.py: the Gaussian-mixture log-density of VRNN-GMM and RNN-GMM (eqs. (5), (2)).
 
     log p(x) = logsumexp_k [ log pi_k + log N(x; mu_k, sigma_k) ],   pi = softmax(logits)
 
-(reference/equations.md, "Closed forms"), both log-sum-exps shifted by their maximum. The forward also
+(docs/equations.md, "Closed forms"), both log-sum-exps shifted by their maximum. The forward also
 keeps the weights pi and the responsibilities r_k = pi_k N_k / p(x), which are all the backward needs.
 """
 import numpy as np
 
 from ..validate import check_arrays, check_like
 from .jit import kernel
-from .gaussian import _gaussian_row, gaussian_logpdf_backward
+from .activations import logsumexp_row
+from .gaussian import gaussian_logpdf_backward, gaussian_row
 
 
 def gmm_logpdf_forward(x, logits, mu, sigma):
@@ -51,18 +52,6 @@ def gmm_logpdf_backward(dlogp, cache):
 
 
 @kernel
-def _logsumexp_row(a):
-    """log sum_k exp(a_k) of a 1-D array, shifted by its maximum."""
-    m = a.max()
-    if np.isinf(m):  # all -inf (or a +inf): the shift would give nan
-        return m
-    s = a.dtype.type(0.0)
-    for k in range(a.shape[0]):
-        s += np.exp(a[k] - m)
-    return m + np.log(s)
-
-
-@kernel
 def _gmm_logpdf_kernel(x, logits, mu, sigma, logp, w, r):
     """Row by row: a_k = log pi_k + log N(x; mu_k, sigma_k), logp = logsumexp(a), r = exp(a - logp).
 
@@ -70,11 +59,11 @@ def _gmm_logpdf_kernel(x, logits, mu, sigma, logp, w, r):
     """
     a = np.empty_like(logits[0])  # (K,) scratch for one row
     for n in range(x.shape[0]):
-        lse_logits = _logsumexp_row(logits[n])
+        lse_logits = logsumexp_row(logits[n])
         for k in range(logits.shape[1]):
             log_pi = logits[n, k] - lse_logits
             w[n, k] = np.exp(log_pi)
-            a[k] = log_pi + _gaussian_row(x[n], mu[n, k], sigma[n, k])
-        logp[n] = _logsumexp_row(a)
+            a[k] = log_pi + gaussian_row(x[n], mu[n, k], sigma[n, k])
+        logp[n] = logsumexp_row(a)
         for k in range(logits.shape[1]):
             r[n, k] = np.exp(a[k] - logp[n])

@@ -1,6 +1,7 @@
-"""The GRU recurrence h_t = f_theta(x_t, h_{t-1}) of eqs. (1) and (6), in PyTorch's GRUCell convention.
+"""The compiled twin of ops/gru.py, and the GRU over a whole sequence: h_t = f_theta(x_t, h_{t-1}) of
+eqs. (1) and (6), in PyTorch's GRUCell convention.
 
-reference/equations.md, "GRU convention" (u is the update gate, which PyTorch calls z):
+docs/equations.md, "GRU convention" (u is the update gate, which PyTorch calls z):
     r  = sigmoid(x W_ir + b_ir + h W_hr + b_hr)
     u  = sigmoid(x W_iz + b_iz + h W_hz + b_hz)
     n  = tanh(x W_in + b_in + r * (h W_hn + b_hn))
@@ -10,33 +11,17 @@ For speed the three gates' weights sit side by side (``pack``): W_i = [W_ir | W_
 W_h (H, 3H). Over a sequence, the input side a_i = x @ W_i + b_i of every step is one matrix product over
 all T*B rows before the time loop; only a_h = h @ W_h + b_h and the gate arithmetic run inside it.
 Backward mirrors this: a reverse-time kernel gives the pre-activation gradients of every step, then each
-weight gradient is one product over all T*B rows. ``_gru_gates_step`` and ``_gru_gates_step_backward``
+weight gradient is one product over all T*B rows. ``gru_gates_step`` and ``gru_gates_step_backward``
 hold the per-step arithmetic, so that a fused model kernel can call them too.
 """
 import numpy as np
 
+from ..ops.gru import GATES, KEYS, init_gru  # noqa: F401  (shared, not compiled)
 from ..validate import check_arrays, check_like
 from .jit import kernel
-from .activations import _sigmoid, _tanh
+from .activations import sigmoid_scalar, tanh_scalar
 from .matmul import matmul, sum_rows
-from .recurrent import (
-    _copy_rows,
-    _masked_update,
-    _masked_update_backward,
-    gate_keys,
-    gate_param_specs,
-    init_gates,
-    pack_gates,
-    unpack_gates,
-)
-
-GATES = ("r", "z", "n")  # PyTorch's gate names, in their packed order
-KEYS = gate_keys(GATES)  # W_ir, W_iz, W_in, W_hr, ..., b_hn
-
-
-def init_gru(rng, n_in, n_hidden, dtype=np.float64):
-    """PyTorch's GRUCell initialisation (recurrent.init_gates)."""
-    return init_gates(rng, GATES, n_in, n_hidden, dtype)
+from .recurrent import copy_rows, gate_param_specs, masked_update, masked_update_backward, pack_gates, unpack_gates
 
 
 def pack(params):
@@ -66,7 +51,7 @@ def packed_cell_forward(packed, x, h):
     a_i = matmul(x, W_i) + b_i  # (B, 3H)
     a_h = matmul(h, W_h) + b_h  # (B, 3H)
     gates, h_new = np.empty_like(a_i), np.empty_like(h)
-    _gru_gates_step(a_i, a_h, h, gates, h_new)
+    gru_gates_step(a_i, a_h, h, gates, h_new)
     return h_new, (x, h, W_i, W_h, a_h, gates)
 
 
@@ -75,7 +60,7 @@ def gru_cell_backward(dh_new, cache):
     x, h, W_i, W_h, a_h, gates = cache
     check_like("dh_new", dh_new, h.shape, h.dtype, "B H")
     da_i, da_h, dh = np.empty_like(a_h), np.empty_like(a_h), np.empty_like(h)
-    _gru_gates_step_backward(np.ascontiguousarray(dh_new), a_h, h, gates, da_i, da_h, dh)
+    gru_gates_step_backward(np.ascontiguousarray(dh_new), a_h, h, gates, da_i, da_h, dh)
     dx = da_i @ W_i.T  # a_i = x @ W_i + b_i
     dh += da_h @ W_h.T  # a_h = h @ W_h + b_h
     return dx, dh, unpack(x.T @ da_i, h.T @ da_h, sum_rows(da_i), sum_rows(da_h))
@@ -124,7 +109,7 @@ def gru_sequence_backward(dhs, cache):
 
 
 @kernel
-def _gru_gates_step(a_i, a_h, h, gates, h_new):
+def gru_gates_step(a_i, a_h, h, gates, h_new):
     """GRU convention from the pre-activations a_i, a_h (B, 3H): writes gates = [r | u | n] and h_new.
     Each row is three passes over contiguous runs (r and u together, then n, then h'), so that LLVM
     vectorises each pass (one loop reading all seven streams at once does not)."""
@@ -134,17 +119,17 @@ def _gru_gates_step(a_i, a_h, h, gates, h_new):
         ai, ah, hb, hn = a_i[b], a_h[b], h[b], h_new[b]
         ru, r, u, n = gates[b, :2 * H], gates[b, :H], gates[b, H:2 * H], gates[b, 2 * H:]
         for j in range(2 * H):  # r and u
-            ru[j] = _sigmoid(ai[j] + ah[j], one)
+            ru[j] = sigmoid_scalar(ai[j] + ah[j], one)
         ai_n, ah_n = ai[2 * H:], ah[2 * H:]  # (separate views: with offsets into one row, LLVM gives up)
         for j in range(H):  # n = tanh(a_i[n] + r * a_h[n])
-            n[j] = _tanh(ai_n[j] + r[j] * ah_n[j], one)
+            n[j] = tanh_scalar(ai_n[j] + r[j] * ah_n[j], one)
         for j in range(H):  # h' = (1 - u) * n + u * h
             hn[j] = (one - u[j]) * n[j] + u[j] * hb[j]
 
 
 @kernel
-def _gru_gates_step_backward(dh_new, a_h, h, gates, da_i, da_h, dh):
-    """Backward of _gru_gates_step, line by line in reverse: writes da_i, da_h (B, 3H) and dh = dh_new * u
+def gru_gates_step_backward(dh_new, a_h, h, gates, da_i, da_h, dh):
+    """Backward of gru_gates_step, line by line in reverse: writes da_i, da_h (B, 3H) and dh = dh_new * u
     (the direct path only; the caller adds da_h @ W_h.T). Each gate's part of a row is read through its own
     view (with offsets into one row LLVM does not vectorise the loop: 2x slower in float32)."""
     B, H = h.shape
@@ -176,8 +161,8 @@ def _gru_forward_kernel(a_i, h0, W_h, b_h, mask, hs, a_h, gates):
     for t in range(hs.shape[0]):
         np.dot(h, W_h, a_h[t])  # (B, 3H)
         a_h[t] += b_h
-        _gru_gates_step(a_i[t], a_h[t], h, gates[t], h_new)
-        _masked_update(mask[t], h_new, h, hs[t])  # hs[t] = m * h' + (1 - m) * h_{t-1}
+        gru_gates_step(a_i[t], a_h[t], h, gates[t], h_new)
+        masked_update(mask[t], h_new, h, hs[t])  # hs[t] = m * h' + (1 - m) * h_{t-1}
         h = hs[t]
 
 
@@ -189,9 +174,9 @@ def _gru_backward_kernel(dhs, mask, h_prev, a_h, gates, W_hT, da_i, da_h, dh):
     dh_gates, dh_matmul = np.empty_like(dh), np.empty_like(dh)
     for t in range(dhs.shape[0] - 1, -1, -1):
         dh += dhs[t]  # h_t is also an output of the sequence
-        _masked_update_backward(mask[t], dh, dh_new, dh_old)
-        _gru_gates_step_backward(dh_new, a_h[t], h_prev[t], gates[t], da_i[t], da_h[t], dh_gates)
+        masked_update_backward(mask[t], dh, dh_new, dh_old)
+        gru_gates_step_backward(dh_new, a_h[t], h_prev[t], gates[t], da_i[t], da_h[t], dh_gates)
         np.dot(da_h[t], W_hT, dh_matmul)  # a_h = h_{t-1} @ W_h + b_h
-        _copy_rows(dh_old, dh)  # h_{t-1} reaches the loss by three paths
+        copy_rows(dh_old, dh)  # h_{t-1} reaches the loss by three paths
         dh += dh_gates
         dh += dh_matmul

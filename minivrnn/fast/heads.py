@@ -1,57 +1,30 @@
-"""Distribution heads: linear layers from a feature vector to a distribution's parameters, and the
-decoder's output log-likelihood (eq. 2 for the RNN baselines, eq. 5 for the VRNN).
+"""The compiled twin of ops/heads.py: distribution heads from a feature vector to a distribution's
+parameters, and the decoder's output log-likelihood (eq. (2) for the RNN baselines, eq. (5) for the VRNN).
 
-A standard deviation is always ``softplus(a) + sigma_min`` (reference/equations.md, "Closed forms").
-Output kinds: ``"gauss"`` (diagonal Gaussian), ``"gmm"`` (K-component mixture, heads laid out (K, D)
-row-major), ``"pen"`` (bivariate mixture with correlation for (dx, dy) plus a Bernoulli pen-up bit).
+The heads that read the same features run as one linear layer with their weights side by side (one matrix
+product instead of one per head). The parameter layout, initialisation and sampling are ops/heads.py's.
 """
 import numpy as np
 
+from ..ops.heads import OUTPUT_HEADS, RHO_CLIP, init_heads, output_noise, output_sample  # noqa: F401  (shared)
 from ..validate import check_like
 from .activations import (
-    _join_scaled_kernel,
-    _split_softplus_kernel,
-    sigmoid_forward,
+    join_scaled_kernel,
     softplus_backward,
     softplus_forward,
+    split_softplus_kernel,
     tanh_backward,
     tanh_forward,
 )
 from .gaussian import gaussian_logpdf_backward, gaussian_logpdf_forward
 from .gmm import gmm_logpdf_backward, gmm_logpdf_forward
-from .linear import init_linear, linear_backward, linear_forward
+from .linear import linear_backward, linear_forward
 from .pen import (
     bernoulli_logpmf_backward,
     bernoulli_logpmf_forward,
     bivariate_gmm_logpdf_backward,
     bivariate_gmm_logpdf_forward,
 )
-
-# The correlation is rho = tanh(a) with a clipped to [-RHO_CLIP, RHO_CLIP]: beyond ~9, tanh rounds to exactly
-# +-1 in float32, where N2's log-density is undefined. tanh(8) = 1 - 2.3e-7 is still below 1 in float32.
-RHO_CLIP = 8.0
-
-# The output heads of each decoder kind, with their widths as a function of (D, K).
-OUTPUT_HEADS = {
-    "gauss": {"mu": lambda D, K: D, "sigma": lambda D, K: D},
-    "gmm": {"logits": lambda D, K: K, "mu": lambda D, K: K * D, "sigma": lambda D, K: K * D},
-    "pen": {
-        "logits": lambda D, K: K,
-        "mu": lambda D, K: 2 * K,
-        "sigma": lambda D, K: 2 * K,
-        "rho": lambda D, K: K,
-        "pen": lambda D, K: 1,
-    },
-}
-
-
-def init_heads(rng, name, n_in, widths, dtype):
-    """Linear heads ``{name}.{head}.W`` and ``.b`` for each ``head: width`` of ``widths``."""
-    params = {}
-    for head, width in widths.items():
-        for key, value in init_linear(rng, n_in, width, dtype).items():
-            params[f"{name}.{head}.{key}"] = value
-    return params
 
 
 def sigma_forward(a, sigma_min):
@@ -60,6 +33,7 @@ def sigma_forward(a, sigma_min):
 
 
 def sigma_backward(dsigma, cache):
+    """Backward of sigma_forward: the floor is a constant, so this is softplus' backward."""
     return softplus_backward(dsigma, cache)
 
 
@@ -83,7 +57,7 @@ def _gaussian_params(a, sigma_min):
     Z = a.shape[-1] // 2
     rows = np.ascontiguousarray(a).reshape(-1, 2 * Z)
     mu, sigma, slope = (np.empty(a.shape[:-1] + (Z,), a.dtype) for _ in range(3))
-    _split_softplus_kernel(rows, a.dtype.type(sigma_min), mu.reshape(-1, Z), sigma.reshape(-1, Z),
+    split_softplus_kernel(rows, a.dtype.type(sigma_min), mu.reshape(-1, Z), sigma.reshape(-1, Z),
                            slope.reshape(-1, Z))
     return mu, sigma, slope
 
@@ -94,7 +68,7 @@ def _gaussian_params_backward(dmu, dsigma, slope):
     check_like("dsigma", dsigma, slope.shape, slope.dtype, "... Z")
     Z = slope.shape[-1]
     da = np.empty(slope.shape[:-1] + (2 * Z,), slope.dtype)
-    _join_scaled_kernel(np.ascontiguousarray(dmu).reshape(-1, Z), np.ascontiguousarray(dsigma).reshape(-1, Z),
+    join_scaled_kernel(np.ascontiguousarray(dmu).reshape(-1, Z), np.ascontiguousarray(dsigma).reshape(-1, Z),
                         slope.reshape(-1, Z), da.reshape(-1, 2 * Z))
     return da
 
@@ -203,36 +177,3 @@ def output_logpdf_backward(dlogp, kind, cache):
     _, dlogits, dmu, dsigma, drho = bivariate_gmm_logpdf_backward(dlogp, xy_cache)
     dpen = bernoulli_logpmf_backward(dlogp, e_cache)
     return {"logits": dlogits, "mu": dmu, "sigma": dsigma, "rho": drho, "pen": dpen}
-
-
-def output_noise(kind, shape, x_dim, rng, dtype):
-    """The random numbers ``output_sample`` needs for rows of ``shape``, drawn from ``rng``."""
-    n_normal = x_dim if kind != "pen" else 2
-    return {"normal": rng.standard_normal(shape + (n_normal,)).astype(dtype),  # the Gaussian draw
-            "u_component": rng.random(shape),  # picks the mixture component (gmm, pen)
-            "u_pen": rng.random(shape)}  # decides the pen-up bit (pen)
-
-
-def output_sample(out, kind, noise):
-    """One x per row from the decoder's distribution (generation, eq. 5), given ``output_noise``'s draws."""
-    normal = noise["normal"]  # (N, D) or (N, 2)
-    if kind == "gauss":
-        return out["mu"] + out["sigma"] * normal
-    k = _pick_component(out["logits"], noise["u_component"])  # (N,)
-    rows = np.arange(k.size)
-    mu, sigma = out["mu"][rows, k], out["sigma"][rows, k]  # (N, D) or (N, 2)
-    if kind == "gmm":
-        return mu + sigma * normal
-    rho = out["rho"][rows, k]
-    # Correlated pair: dy's noise mixes dx's noise with an independent draw (Cholesky of the 2x2 covariance).
-    dx = mu[:, 0] + sigma[:, 0] * normal[:, 0]
-    dy = mu[:, 1] + sigma[:, 1] * (rho * normal[:, 0] + np.sqrt(1 - rho * rho) * normal[:, 1])
-    pen_up = noise["u_pen"] < sigmoid_forward(out["pen"])[0]
-    return np.stack([dx, dy, pen_up.astype(mu.dtype)], axis=1)
-
-
-def _pick_component(logits, u):
-    """The first k whose cumulative softmax weight exceeds u (inverse-CDF sampling); u in [0, 1)."""
-    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-    cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
-    return np.minimum((u[:, None] >= cumulative).sum(axis=1), logits.shape[1] - 1)

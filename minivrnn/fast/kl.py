@@ -1,6 +1,6 @@
-"""KL(q || p) between diagonal Gaussians, the KL term of the ELBO, eq. (10) (and eq. (3)).
+"""The compiled twin of ops/kl.py: KL(q || p) between diagonal Gaussians, the KL term of eq. (10) (and (3)).
 
-reference/equations.md gives, per dimension,
+docs/equations.md ("Closed forms") gives, per dimension,
     log(s_p / s_q) + (s_q^2 + (mu_q - mu_p)^2) / (2 s_p^2) - 1/2.
 With v = log(s_q / s_p) and t = (mu_q - mu_p) / s_p this is the same number written as
     0.5 * (expm1(2 v) - 2 v + t^2),

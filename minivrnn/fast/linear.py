@@ -1,25 +1,17 @@
-"""Linear layers and ReLU MLPs (the paper's feature extractors phi^x, phi^z, phi^prior, phi^enc, phi^dec).
+"""The compiled twins of ops/linear.py's linear layers and ReLU MLPs, with the same names and results.
 
-Weights are stored ``(in, out)`` and applied as ``y = x @ W + b`` (PyTorch's nn.Linear stores W.T).
-Parameters live in plain dicts: a layer is ``{"W", "b"}``; an MLP is ``{"l0.W", "l0.b", "l1.W", ...}``.
+The matrix products go through matmul.py; the bias and the ReLU are added in one pass over the output.
+Initialisation and the parameter layout are ops/linear.py's.
 """
 from functools import lru_cache
 
 import numpy as np
 
+from ..ops.linear import init_linear, init_mlp, mlp_param_specs, n_layers  # noqa: F401  (shared, not compiled)
 from ..validate import check_arrays, check_like
-from .activations import _relu_grad
+from .activations import relu_grad
 from .jit import kernel
 from .matmul import matmul, matmul_tn, sum_rows
-
-
-def init_linear(rng, n_in, n_out, dtype=np.float64):
-    """PyTorch's default nn.Linear initialisation: W, b ~ U(-1/sqrt(n_in), 1/sqrt(n_in))."""
-    bound = 1.0 / np.sqrt(n_in)
-    return {
-        "W": rng.uniform(-bound, bound, size=(n_in, n_out)).astype(dtype),  # (in, out)
-        "b": rng.uniform(-bound, bound, size=(n_out,)).astype(dtype),  # (out,)
-    }
 
 
 def linear_forward(params, x):
@@ -68,20 +60,11 @@ def _affine_backward(dy, x, W, input_grad):
     return dx, {"W": matmul_tn(x2, dy2), "b": sum_rows(dy2)}
 
 
-def init_mlp(rng, n_in, widths, dtype=np.float64):
-    """An MLP with one ReLU layer per entry of ``widths``: keys ``l{i}.W`` and ``l{i}.b``."""
-    params = {}
-    for i, n_out in enumerate(widths):
-        for key, value in init_linear(rng, n_in, n_out, dtype).items():
-            params[f"l{i}.{key}"] = value
-        n_in = n_out
-    return params
-
 
 def mlp_forward(params, x):
     """Every layer is Linear then ReLU; returns (y, cache) with y the last layer's activations."""
-    n = _n_layers(params)
-    check_arrays(x=(x, "... I0"), **_layer_specs(params, n))  # every layer's shapes, in one check
+    n = _count_layers(tuple(params))
+    check_arrays(x=(x, "... I0"), **mlp_param_specs(params, n))  # every layer's shapes, in one check
     caches = []
     for i in range(n):
         W = params[f"l{i}.W"]
@@ -100,27 +83,16 @@ def mlp_backward(dy, cache, input_grad=True):
     grads = {}
     for i in reversed(range(len(cache))):
         (x, W), relu_cache = cache[i]
-        da = _relu_grad(dy, relu_cache)
+        da = relu_grad(dy, relu_cache)
         dy, layer_grads = _affine_backward(da, x, W, input_grad or i > 0)
         grads[f"l{i}.W"], grads[f"l{i}.b"] = layer_grads["W"], layer_grads["b"]
     return dy, grads
 
 
-def _layer_specs(params, n):
-    """check_arrays specs chaining the layers: l{i}.W is (I{i}, I{i+1}) and l{i}.b is (I{i+1},)."""
-    specs = {}
-    for i in range(n):
-        specs[f"l{i}.W"] = (params[f"l{i}.W"], f"I{i} I{i + 1}")
-        specs[f"l{i}.b"] = (params[f"l{i}.b"], f"I{i + 1}")
-    return specs
 
-
-def _n_layers(params):
-    """Hidden layers ``l0, l1, ...`` (other keys, such as heads that share a prefix, are not layers)."""
-    return _count_layers(tuple(params))
 
 
 @lru_cache(maxsize=1024)
 def _count_layers(keys):
-    """_n_layers by the keys alone (a training step asks it of the same keys every time)."""
-    return sum(1 for key in keys if key.startswith("l") and key.endswith(".W") and key[1:-2].isdigit())
+    """ops.linear.n_layers, remembered by the keys (a training step asks it of the same keys every time)."""
+    return n_layers(keys)

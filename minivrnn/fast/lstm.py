@@ -1,39 +1,24 @@
-"""The LSTM recurrence (h_t, c_t) = f_theta(x_t, h_{t-1}, c_{t-1}) of eqs. (1) and (6), PyTorch's LSTMCell.
+"""The compiled twin of ops/lstm.py, and the LSTM over a whole sequence: (h_t, c_t) = f_theta(x_t, h_{t-1},
+c_{t-1}) of eqs. (1) and (6), PyTorch's LSTMCell convention.
 
-reference/equations.md, "LSTM convention":
+docs/equations.md, "LSTM convention":
     i = sigmoid(x W_ii + b_ii + h W_hi + b_hi);  f = sigmoid(x W_if + b_if + h W_hf + b_hf)
     g = tanh(x W_ig + b_ig + h W_hg + b_hg);     o = sigmoid(x W_io + b_io + h W_ho + b_ho)
     c' = f * c + i * g;   h' = o * tanh(c')
 
 Laid out like gru.py: the gates packed side by side (W_i (I, 4H), W_h (H, 4H), blocks [i | f | g | o]),
 the input side of a sequence as one product before the time loop, per-step arithmetic in
-``_lstm_gates_step`` / ``_lstm_gates_step_backward`` for reuse by a fused model kernel. Every gate is a
+``lstm_gates_step`` / ``lstm_gates_step_backward`` for reuse by a fused model kernel. Every gate is a
 function of the sum a_i + a_h, so both sides share one pre-activation gradient ``da``.
 """
 import numpy as np
 
+from ..ops.lstm import GATES, KEYS, init_lstm  # noqa: F401  (shared, not compiled)
 from ..validate import check_arrays, check_like
 from .jit import kernel
-from .activations import _sigmoid, _tanh
+from .activations import sigmoid_scalar, tanh_scalar
 from .matmul import matmul, sum_rows
-from .recurrent import (
-    _copy_rows,
-    _masked_update,
-    _masked_update_backward,
-    gate_keys,
-    gate_param_specs,
-    init_gates,
-    pack_gates,
-    unpack_gates,
-)
-
-GATES = ("i", "f", "g", "o")  # PyTorch's gate names, in their packed order
-KEYS = gate_keys(GATES)  # W_ii, W_if, W_ig, W_io, W_hi, ..., b_ho
-
-
-def init_lstm(rng, n_in, n_hidden, dtype=np.float64):
-    """PyTorch's LSTMCell initialisation (recurrent.init_gates)."""
-    return init_gates(rng, GATES, n_in, n_hidden, dtype)
+from .recurrent import copy_rows, gate_param_specs, masked_update, masked_update_backward, pack_gates, unpack_gates
 
 
 def pack(params):
@@ -64,7 +49,7 @@ def packed_cell_forward(packed, x, h, c):
     a_h = matmul(h, W_h) + b_h  # (B, 4H)
     gates, tanh_c = np.empty_like(a_i), np.empty_like(c)
     h_new, c_new = np.empty_like(h), np.empty_like(c)
-    _lstm_gates_step(a_i, a_h, c, gates, tanh_c, c_new, h_new)
+    lstm_gates_step(a_i, a_h, c, gates, tanh_c, c_new, h_new)
     return (h_new, c_new), (x, h, c, W_i, W_h, gates, tanh_c)
 
 
@@ -75,7 +60,7 @@ def lstm_cell_backward(dstate, cache):
     check_like("dh_new", dh_new, c.shape, c.dtype, "B H")
     check_like("dc_new", dc_new, c.shape, c.dtype, "B H")
     da, dc = np.empty_like(gates), np.empty_like(c)
-    _lstm_gates_step_backward(np.ascontiguousarray(dh_new), np.ascontiguousarray(dc_new), c, gates, tanh_c,
+    lstm_gates_step_backward(np.ascontiguousarray(dh_new), np.ascontiguousarray(dc_new), c, gates, tanh_c,
                               da, dc)
     dx = da @ W_i.T  # a_i = x @ W_i + b_i
     dh = da @ W_h.T  # a_h = h @ W_h + b_h
@@ -131,7 +116,7 @@ def lstm_sequence_backward(dstates, cache):
 
 
 @kernel
-def _lstm_gates_step(a_i, a_h, c, gates, tanh_c, c_new, h_new):
+def lstm_gates_step(a_i, a_h, c, gates, tanh_c, c_new, h_new):
     """LSTM convention from the pre-activation a_i + a_h (B, 4H): writes gates = [i | f | g | o],
     tanh_c = tanh(c_new), c_new and h_new. Each row is passes over contiguous runs, so that each
     vectorises."""
@@ -140,21 +125,21 @@ def _lstm_gates_step(a_i, a_h, c, gates, tanh_c, c_new, h_new):
     for b in range(B):
         ai, ah, gt, cb, tc, cn, hn = a_i[b], a_h[b], gates[b], c[b], tanh_c[b], c_new[b], h_new[b]
         for j in range(2 * H):  # i and f
-            gt[j] = _sigmoid(ai[j] + ah[j], one)
+            gt[j] = sigmoid_scalar(ai[j] + ah[j], one)
         for j in range(2 * H, 3 * H):  # g
-            gt[j] = _tanh(ai[j] + ah[j], one)
+            gt[j] = tanh_scalar(ai[j] + ah[j], one)
         for j in range(3 * H, 4 * H):  # o
-            gt[j] = _sigmoid(ai[j] + ah[j], one)
+            gt[j] = sigmoid_scalar(ai[j] + ah[j], one)
         i, f, g, o = gt[:H], gt[H:2 * H], gt[2 * H:3 * H], gt[3 * H:]  # separate views vectorise
         for j in range(H):  # c' = f * c + i * g, h' = o * tanh(c')
             cn[j] = f[j] * cb[j] + i[j] * g[j]
-            tc[j] = _tanh(cn[j], one)
+            tc[j] = tanh_scalar(cn[j], one)
             hn[j] = o[j] * tc[j]
 
 
 @kernel
-def _lstm_gates_step_backward(dh_new, dc_new, c, gates, tanh_c, da, dc):
-    """Backward of _lstm_gates_step, line by line in reverse: writes da (B, 4H), the gradient of the
+def lstm_gates_step_backward(dh_new, dc_new, c, gates, tanh_c, da, dc):
+    """Backward of lstm_gates_step, line by line in reverse: writes da (B, 4H), the gradient of the
     pre-activation a_i + a_h, and dc = d loss / d c (the caller adds da @ W_h.T to get dh). Each gate's part of
     a row is read through its own view, so that the loop vectorises."""
     B, H = c.shape
@@ -184,9 +169,9 @@ def _lstm_forward_kernel(a_i, h0, c0, W_h, mask, hs, cs, gates, tanh_c):
     h_new, c_new = np.empty_like(h0), np.empty_like(c0)  # (B, H)
     for t in range(hs.shape[0]):
         np.dot(h, W_h, a_h)
-        _lstm_gates_step(a_i[t], a_h, c, gates[t], tanh_c[t], c_new, h_new)
-        _masked_update(mask[t], h_new, h, hs[t])  # hs[t] = m * h' + (1 - m) * h_{t-1}
-        _masked_update(mask[t], c_new, c, cs[t])  # cs[t] = m * c' + (1 - m) * c_{t-1}
+        lstm_gates_step(a_i[t], a_h, c, gates[t], tanh_c[t], c_new, h_new)
+        masked_update(mask[t], h_new, h, hs[t])  # hs[t] = m * h' + (1 - m) * h_{t-1}
+        masked_update(mask[t], c_new, c, cs[t])  # cs[t] = m * c' + (1 - m) * c_{t-1}
         h, c = hs[t], cs[t]
 
 
@@ -199,11 +184,11 @@ def _lstm_backward_kernel(dhs, dcs, mask, c_prev, gates, tanh_c, W_hT, da, dh, d
     for t in range(dhs.shape[0] - 1, -1, -1):
         dh += dhs[t]  # h_t and c_t are also outputs of the sequence
         dc += dcs[t]
-        _masked_update_backward(mask[t], dh, dh_new, dh_old)
-        _masked_update_backward(mask[t], dc, dc_new, dc_old)
-        _lstm_gates_step_backward(dh_new, dc_new, c_prev[t], gates[t], tanh_c[t], da[t], dc_gates)
+        masked_update_backward(mask[t], dh, dh_new, dh_old)
+        masked_update_backward(mask[t], dc, dc_new, dc_old)
+        lstm_gates_step_backward(dh_new, dc_new, c_prev[t], gates[t], tanh_c[t], da[t], dc_gates)
         np.dot(da[t], W_hT, dh_matmul)  # a_h = h_{t-1} @ W_h
-        _copy_rows(dh_old, dh)  # h_{t-1} reaches the loss through the mask's carry and through a_h
+        copy_rows(dh_old, dh)  # h_{t-1} reaches the loss through the mask's carry and through a_h
         dh += dh_matmul
-        _copy_rows(dc_old, dc)  # c_{t-1} through the mask's carry and through c' = f * c + i * g
+        copy_rows(dc_old, dc)  # c_{t-1} through the mask's carry and through c' = f * c + i * g
         dc += dc_gates

@@ -22,17 +22,18 @@ Haswell kernels have no such path and gain nothing, nor lose). Two kinds of prod
 """
 from functools import lru_cache
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from .jit import KERNEL_OPTIONS, kernel
 from .blas import gemm
+from . import threads
 
 
-# Multiply-adds below which a product stays one BLAS call. A second thread already pays from ~1e6 (800 rows
-# by 64 by 32), but the parallel kernels take seconds to compile: kept above the tiny model's largest product
-# (5e6), a newcomer's first `--tiny` run never compiles them; speech-sized products (2e7 and up) split.
+# Multiply-adds (rows * I * O, a whole product) below which a product stays one BLAS call (threads.n_chunks).
+# A second thread already pays from ~1e6 (800 rows by 64 by 32), but the parallel kernels take seconds to
+# compile: kept above the tiny model's largest product (5e6), a newcomer's first `--tiny` run never compiles
+# them; speech-sized products (2e7 and up) split.
 PARALLEL_MIN_WORK = 8_000_000
 
 
@@ -57,7 +58,7 @@ def matmul(a, b):
     """a @ b for a (N, I) and b (I, O)."""
     if a.shape[0] <= SKINNY_MAX_ROWS and a.shape[1] * b.shape[1] >= SKINNY_MIN_IO:
         return np.ascontiguousarray((b.T @ a.T).T)
-    n_chunks = _n_chunks(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
+    n_chunks = threads.n_chunks(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1], PARALLEL_MIN_WORK)
     rows = _small_block_rows(a.shape[0], a.shape[1] * b.shape[1])
     if n_chunks == 1 and rows is None:
         return a @ b
@@ -72,7 +73,7 @@ def matmul(a, b):
 def matmul_tn(a, b, out=None):
     """a.T @ b for a (N, I) and b (N, O): the sum over the N rows of outer products, e.g. a weight gradient.
     ``out`` (I, O), if given, receives it (a block of rows of a bigger array, say) and is returned."""
-    n_chunks = _n_chunks(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
+    n_chunks = threads.n_chunks(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1], PARALLEL_MIN_WORK)
     rows = _small_block_rows(a.shape[0], a.shape[1] * b.shape[1])
     if n_chunks == 1 and rows is None:
         return np.matmul(a.T, b, out=out)
@@ -205,13 +206,6 @@ def _small_block_rows(n_rows, weight_size):
         return None
     rows = SMALL_GEMM_MNK // weight_size
     return rows if rows < n_rows else None
-
-
-def _n_chunks(rows, work):
-    """One block of rows per thread when the product is big enough, else one block."""
-    if work < PARALLEL_MIN_WORK:
-        return 1
-    return max(1, min(rows, numba.get_num_threads()))
 
 
 @njit(parallel=True, **KERNEL_OPTIONS)

@@ -1,6 +1,6 @@
-"""The pen-stroke output of the paper's IAM-OnDB model (Graves 2013 style), with its backward passes.
+"""The compiled twin of ops/pen.py: the pen-stroke output of the paper's IAM-OnDB model (Graves 2013 style).
 
-A point x_t = (dx, dy, e) has the likelihood (reference/equations.md, "Pen-stroke output")
+A point x_t = (dx, dy, e) has the likelihood (docs/equations.md, "Pen-stroke output")
     p(x_t) = [ sum_k pi_k N2((dx, dy); mu_k, sigma_k, rho_k) ] * Bernoulli(e; sigmoid(a_pen)),
 the decoder's output distribution (in place of the Gaussian of eq. 5); its log-likelihood is the sum of
 ``bivariate_gmm_logpdf`` and ``bernoulli_logpmf`` below.
@@ -8,11 +8,13 @@ the decoder's output distribution (in place of the Gaussian of eq. 5); its log-l
 The mixture is built from parts that already exist: log pi = log_softmax(logits), then
 log p = logsumexp_k(log pi_k + log N2_k). Only the per-component N2 is new; it has one Numba kernel for
 the forward and one for the backward, written as scalar code so that the backward mirrors it line by line.
+The input checks are ops/pen.py's.
 """
 import math
 
 import numpy as np
 
+from ..ops.pen import bernoulli_logpmf_backward, check_bivariate_gmm_inputs  # noqa: F401  (not compiled)
 from ..validate import check_arrays, check_like
 from .jit import kernel
 from .activations import (
@@ -20,7 +22,6 @@ from .activations import (
     log_softmax_forward,
     logsumexp_backward,
     logsumexp_forward,
-    softplus_backward,
     softplus_forward,
 )
 
@@ -38,29 +39,14 @@ def bernoulli_logpmf_forward(e, logit):
     return logp, (e, sp_cache)
 
 
-def bernoulli_logpmf_backward(dlogp, cache):
-    """dlogit = dlogp * (e - sigmoid(logit)); e is data and gets no gradient."""
-    e, sp_cache = cache
-    check_like("dlogp", dlogp, sp_cache.shape, sp_cache.dtype, "...")  # the slope has logit's shape
-    dlogit = dlogp * e - softplus_backward(dlogp, sp_cache)  # softplus' slope is sigmoid(logit)
-    return dlogit
-
-
 def bivariate_gmm_logpdf_forward(xy, logits, mu, sigma, rho):
     """log sum_k softmax(logits)_k N2(xy; mu_k, sigma_k, rho_k), the pen offsets' density.
 
     xy (..., 2), logits (..., K), mu and sigma > 0 (..., K, 2), rho (..., K) strictly inside (-1, 1)
     (at |rho| = 1 the normal is degenerate and log N2 is infinite). Returns (logp (...), cache).
+    The values are checked too: in the kernel a zero sigma would divide by zero.
     """
-    check_arrays(xy=(xy, "... 2"), logits=(logits, "... K"), mu=(mu, "... K 2"),
-                 sigma=(sigma, "... K 2"), rho=(rho, "... K"))
-    if logits.shape[-1] == 0:
-        raise ValueError("logits: expected at least one mixture component (K >= 1), got K = 0")
-    # Values too (NaN fails both): in the kernel they would divide by zero, which Numba raises as an error.
-    if not np.all(sigma > 0):
-        raise ValueError(f"sigma: expected standard deviations > 0, got a minimum of {np.min(sigma)}")
-    if not np.all(np.abs(rho) < 1):
-        raise ValueError(f"rho: expected correlations strictly inside (-1, 1), got {np.max(np.abs(rho))}")
+    check_bivariate_gmm_inputs(xy, logits, mu, sigma, rho)
     log_pi, pi_cache = log_softmax_forward(logits)  # (..., K) log mixture weights
     log_n, n_cache = _bivariate_normal_forward(xy, mu, sigma, rho)  # (..., K) log N2 of each component
     logp, lse_cache = logsumexp_forward(log_pi + log_n)  # (...) max-shifted log-sum-exp over k
@@ -107,7 +93,7 @@ def _bivariate_normal_backward(dlog_n, cache):
 
 @kernel
 def _bivariate_normal_kernel(xy, mu, sigma, rho, log_n, uv, omr, zq):
-    """log_n[n, k] = log N2(xy[n]; mu[n, k], sigma[n, k], rho[n, k]) (equations.md, "Pen-stroke output").
+    """log_n[n, k] = log N2(xy[n]; mu[n, k], sigma[n, k], rho[n, k]) (docs/equations.md, "Pen-stroke output").
 
     Also writes what the backward needs: uv (N, K, 2) = (u, v), omr = 1 - rho^2 and zq (N, K).
     """

@@ -1,26 +1,12 @@
-"""What the GRU (gru.py) and the LSTM (lstm.py) share: the packed gate layout and the per-step helpers.
+"""What the compiled GRU (gru.py) and LSTM (lstm.py) share: the packed gate layout and the per-step helpers.
 
-Each recurrence names its weights ``W_i<gate>`` (in, H), ``W_h<gate>`` (H, H), ``b_i<gate>``, ``b_h<gate>`` (H,)
-and packs them side by side, gates in PyTorch's order, so that one product computes every gate at once.
+The gates' names, shapes and initialisation are ops/gates.py's. Here they are packed side by side, gates in
+PyTorch's order, so that one product computes every gate at once.
 """
 import numpy as np
 
+from ..ops.gates import PARTS, gate_param_specs  # noqa: F401  (shared, not compiled; the engine checks with it)
 from .jit import kernel
-
-
-PARTS = ("W_i", "W_h", "b_i", "b_h")
-
-
-def gate_keys(gates):
-    """The parameter names for these gates: W_i<g> for every g, then W_h<g>, b_i<g>, b_h<g>."""
-    return tuple(f"{p}{g}" for p in PARTS for g in gates)
-
-
-def init_gates(rng, gates, n_in, n_hidden, dtype):
-    """PyTorch's initialisation of GRUCell and LSTMCell: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H))."""
-    bound = 1.0 / np.sqrt(n_hidden)
-    shapes = {"W_i": (n_in, n_hidden), "W_h": (n_hidden, n_hidden), "b_i": (n_hidden,), "b_h": (n_hidden,)}
-    return {k: rng.uniform(-bound, bound, size=shapes[k[:3]]).astype(dtype) for k in gate_keys(gates)}
 
 
 def pack_gates(params, gates):
@@ -38,13 +24,8 @@ def unpack_gates(gates, W_i, W_h, b_i, b_h):
     return out
 
 
-def gate_param_specs(params, gates):
-    """check_arrays specs for the parameters; they come first, so a wrong input or state is the one named."""
-    return {k: (params[k], {"W_i": "I H", "W_h": "H H"}.get(k[:3], "H")) for k in gate_keys(gates)}
-
-
 @kernel
-def _masked_update(m, new, old, out):
+def masked_update(m, new, old, out):
     """out = m * new + (1 - m) * old, row b weighted by m[b] in {0, 1}: a padded row keeps ``old`` exactly."""
     one = out.dtype.type(1.0)
     for b in range(out.shape[0]):
@@ -53,8 +34,8 @@ def _masked_update(m, new, old, out):
 
 
 @kernel
-def _masked_update_backward(m, dout, dnew, dold):
-    """Backward of _masked_update: dnew = m * dout, dold = (1 - m) * dout."""
+def masked_update_backward(m, dout, dnew, dold):
+    """Backward of masked_update: dnew = m * dout, dold = (1 - m) * dout."""
     one = dout.dtype.type(1.0)
     for b in range(dout.shape[0]):
         for j in range(dout.shape[1]):
@@ -63,9 +44,10 @@ def _masked_update_backward(m, dout, dnew, dold):
 
 
 @kernel
-def _copy_rows(src, dst):
+def copy_rows(src, dst):
     """dst = src for two (n, m) arrays, as a loop. The kernels copy with it instead of ``dst[:] = src``, which
     also compiles Numba's formatted shape-mismatch error: ~2 s of the first run's compilation, for a copy."""
     for i in range(src.shape[0]):
         for j in range(src.shape[1]):
             dst[i, j] = src[i, j]
+

@@ -14,12 +14,17 @@ instruction on the machines here): ~0.6-0.8 ns per element instead of 2-9.
     log1p(e)  = log(u) * e / (u - 1),  u = 1 + e                 (Goldberg, 1991: corrects u's rounding)
 
 2^n is built from its bits (the exponent field), in two factors so that subnormal and overflowing results
-come out right. Each is within 1-3 ulps of NumPy's (tests/ops/test_vecmath.py measures it). The same code
+come out right. Each is within 1-3 ulps of NumPy's (tests/fast/test_vecmath.py measures it). The same code
 serves float32 and float64: the functions are Numba overloads that pick their constants by dtype when
 compiled. Called from Python they are NumPy's own functions.
 
-For a loop to vectorise, the rest of its body must allow it too: no Python division checks (``_jit.py``),
-helpers inlined (``_jit.scalar_helper``), and few enough arrays, each read through its own row view.
+For a loop to vectorise, the rest of its body must allow it too: no Python division checks (``jit.py``),
+helpers inlined (``jit.scalar_helper``), and few enough arrays, each read through its own row view.
+
+The first time Numba compiles a call to one of them, the polynomials check themselves against NumPy on a few
+values (``self_check``, run through fast/jit.py's ``plain_kernels``); if they disagree, or with
+MINIVRNN_FORCE_PLAIN_KERNELS=1, the four names compile to NumPy's own np.exp, np.expm1, np.log and np.log1p
+instead (one warning), so that callers need no change.
 """
 import math
 
@@ -28,7 +33,9 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-NUMPY_ERRORS = {"error_model": "numpy"}  # division by 0 gives inf, without a branch (see _jit.py)
+from .jit import plain_kernels
+
+NUMPY_ERRORS = {"error_model": "numpy"}  # division by 0 gives inf, without a branch (see jit.py)
 
 # Terms of each series by dtype; the first term left out is far below half an ulp:
 EXP_TERMS = {np.float32: 8, np.float64: 13}  # q(r) to degree 7 or 12: 0.347^8/9! < 2^-30, 0.347^13/14! < 2^-56
@@ -87,14 +94,14 @@ def expm1(x):
     return np.expm1(x)
 
 
-def log(u):
-    """log(u) (the Python version; compiled code gets the overload)."""
-    return np.log(u)
+def log(x):
+    """log(x) (the Python version; compiled code gets the overload)."""
+    return np.log(x)
 
 
-def log1p(e):
-    """log(1 + e) (the Python version; compiled code gets the overload)."""
-    return np.log1p(e)
+def log1p(x):
+    """log(1 + x) (the Python version; compiled code gets the overload)."""
+    return np.log1p(x)
 
 
 def _make_reduce(x):
@@ -123,10 +130,7 @@ def _make_reduce(x):
     return njit(error_model="numpy")(reduce), one, lo, hi
 
 
-@overload(exp, jit_options=NUMPY_ERRORS)
-def _exp_overload(x):
-    if _layout(x) is None:
-        return None
+def _exp_impl(x):
     reduce, one, lo, hi = _make_reduce(x)
     zero, inf = one - one, _layout(x)[0](np.inf)
 
@@ -139,10 +143,7 @@ def _exp_overload(x):
     return impl
 
 
-@overload(expm1, jit_options=NUMPY_ERRORS)
-def _expm1_overload(x):
-    if _layout(x) is None:
-        return None
+def _expm1_impl(x):
     reduce, one, lo, hi = _make_reduce(x)
     ft, mant = _layout(x)[0], _layout(x)[2]
     inf, big = ft(np.inf), ft(mant * math.log(2.0) + 1.0)  # beyond big, e^x - 1 rounds to e^x
@@ -193,25 +194,96 @@ def _make_log(u):
     return njit(error_model="numpy")(log_impl), one
 
 
-@overload(log, jit_options=NUMPY_ERRORS)
-def _log_overload(u):
-    if _layout(u) is None:
-        return None
+def _log_impl(u):
     log_impl, _ = _make_log(u)
-    return lambda u: log_impl(u)
+    return lambda x: log_impl(x)
 
 
-@overload(log1p, jit_options=NUMPY_ERRORS)
-def _log1p_overload(e):
-    if _layout(e) is None:
-        return None
+def _log1p_impl(e):
     log_impl, one = _make_log(e)
     inf = _layout(e)[0](np.inf)
 
-    def impl(e):
+    def impl(x):
+        e = x
         u = one + e
         d = u - one
         y = log_impl(u) * (e / d) if d != one - one else e  # e / d undoes the rounding of 1 + e
         return inf if e == inf else y
 
     return impl
+
+
+# --- the overloads: the polynomial, or NumPy's own function on the plain path (fast/jit.py) -----------------
+#
+# ``_poly_*`` always compile to the polynomial: the self-check below measures them; the public functions are
+# the polynomial unless the check failed. The choice is made when Numba types a call, so it costs nothing per
+# call.
+
+def _poly_exp(x):
+    return np.exp(x)
+
+
+def _poly_expm1(x):
+    return np.expm1(x)
+
+
+def _poly_log(x):
+    return np.log(x)
+
+
+def _poly_log1p(x):
+    return np.log1p(x)
+
+
+def _register(public, poly, impl, plain):
+    def poly_overload(x):
+        return impl(x) if _layout(x) is not None else None
+
+    def public_overload(x):
+        if _layout(x) is None:
+            return None
+        return plain if plain_kernels() else impl(x)
+
+    overload(poly, jit_options=NUMPY_ERRORS)(poly_overload)
+    overload(public, jit_options=NUMPY_ERRORS)(public_overload)
+
+
+_register(exp, _poly_exp, _exp_impl, lambda x: np.exp(x))
+_register(expm1, _poly_expm1, _expm1_impl, lambda x: np.expm1(x))
+_register(log, _poly_log, _log_impl, lambda x: np.log(x))
+_register(log1p, _poly_log1p, _log1p_impl, lambda x: np.log1p(x))
+
+
+# --- the self-check ------------------------------------------------------------------------------------------
+
+# A few values across the range each function is used on in the models (gates, standard deviations, KL terms).
+CHECK_VALUES = (-60.0, -9.5, -2.5, -0.7, -1e-3, 1e-5, 0.3, 1.0, 2.2, 10.0, 60.0)
+CHECK_ULPS = 8  # far above the polynomials' error (tests/fast/test_vecmath.py), far below any real fault
+
+
+@njit(error_model="numpy")
+def _probe(a, out):
+    """out[:, i] = the polynomials' exp of a[i] and log of |a[i]|. exp and log only: expm1 and log1p are built
+    from the same two pieces (``_make_reduce``, ``_make_log``), and each function compiled adds to the check's
+    cost on a first run. Not cached: compiled only when the check runs, once per cache key and machine."""
+    for i in range(a.size):
+        out[0, i] = _poly_exp(a[i])
+        out[1, i] = _poly_log(abs(a[i]))
+
+
+def self_check(references=(np.exp, np.log)):
+    """Compile the polynomials and compare them with NumPy's functions (``references``: exp, log) on
+    CHECK_VALUES in float32 and float64. Returns a list of problems (empty: all agree)."""
+    problems = []
+    for dtype in (np.float32, np.float64):
+        a = np.array(CHECK_VALUES, dtype)
+        out = np.empty((2, a.size), dtype)
+        try:
+            _probe(a, out)
+        except Exception as error:  # a compile error is a failed check too
+            return [f"vecmath: {type(error).__name__}: {error}"]
+        for name, ref, arg, got in zip(("exp", "log"), references, (a, np.abs(a)), out):
+            want = ref(arg.astype(np.float64))
+            if not np.allclose(got, want, rtol=CHECK_ULPS * np.finfo(dtype).eps, atol=0):
+                problems.append(f"vecmath.{name} differs from NumPy's in {np.dtype(dtype).name}")
+    return problems

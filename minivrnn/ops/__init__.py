@@ -1,6 +1,8 @@
-"""The maths of the VRNN, one file per component; each has a forward and a backward pass.
+"""The maths of the VRNN, one file per component, in plain NumPy a student can step through in a debugger.
 
-Convention: ``*_forward(...) -> (output, cache)`` and ``*_backward(d_output, cache) -> input gradients``
-(plus a dict of parameter gradients, with the keys of the parameters, where the component has any).
-Nothing here knows about models, data or files.
+Each file holds a component's forward pass, its backward pass and (where it has parameters) its
+initialisation. Convention: ``*_forward(...) -> (output, cache)`` and ``*_backward(d_output, cache) ->``
+input gradients (plus a dict of parameter gradients, with the keys of the parameters, where the component
+has any). Nothing here knows about models, data, files or speed; the compiled twins of these functions,
+with the same names and results, are in the compiled subpackage ``fast``, beside this one.
 """

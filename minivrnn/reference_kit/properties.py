@@ -2,11 +2,11 @@
 
 Each ``check_*`` feeds float64 NumPy arrays to the callable, converts what comes back with ``np.asarray``,
 compares it with an independent reference (``scipy.stats``, ``scipy.integrate``, the closed forms of
-reference/equations.md, or the golden vectors) and raises ``AssertionError`` with a message naming the
+docs/equations.md, or the golden vectors) and raises ``AssertionError`` with a message naming the
 quantity, the worst element and the tolerance. On success each returns the worst relative error it saw.
 ``rtol`` defaults to 1e-9 (float64); pass e.g. 1e-5 for a float32 implementation.
 
-The equation numbers are the paper's (Chung et al. 2015), as in reference/equations.md.
+The equation numbers are the paper's (Chung et al. 2015), as in docs/equations.md.
 """
 import json
 from itertools import permutations
@@ -84,7 +84,7 @@ def check_gaussian_logpdf(fn, rtol=1e-9):
 
 
 def _kl_textbook(mu_q, s_q, mu_p, s_p):
-    """sum_d [log(s_p/s_q) + (s_q^2 + (mu_q - mu_p)^2) / (2 s_p^2) - 1/2] (equations.md, "Closed forms")."""
+    """sum_d [log(s_p/s_q) + (s_q^2 + (mu_q - mu_p)^2) / (2 s_p^2) - 1/2] (docs/equations.md, "Closed forms")."""
     return (np.log(s_p / s_q) + (s_q**2 + (mu_q - mu_p) ** 2) / (2 * s_p**2) - 0.5).sum(-1)
 
 
@@ -164,7 +164,7 @@ def check_gmm_logpdf(fn, rtol=1e-9):
 
 
 def _pen_closed_form(x, logits, mu, sigma, rho, pen_logit):
-    """equations.md's N2 and Bernoulli, written out: log sum_k pi_k N2 + e a - log(1 + exp(a))."""
+    """docs/equations.md's N2 and Bernoulli, written out: log sum_k pi_k N2 + e a - log(1 + exp(a))."""
     u = (x[..., None, 0] - mu[..., 0]) / sigma[..., 0]
     v = (x[..., None, 1] - mu[..., 1]) / sigma[..., 1]
     c = (1 - rho) * (1 + rho)  # 1 - rho^2 without cancellation near |rho| = 1
@@ -175,7 +175,7 @@ def _pen_closed_form(x, logits, mu, sigma, rho, pen_logit):
 
 
 def check_pen_logpdf(fn, rtol=1e-9):
-    """``fn(x, logits, mu, sigma, rho, pen_logit)``: the pen-stroke log-likelihood (equations.md,
+    """``fn(x, logits, mu, sigma, rho, pen_logit)``: the pen-stroke log-likelihood (docs/equations.md,
     "Pen-stroke output"), x = (dx, dy, pen_up) (..., 3), logits and rho (..., K), mu and sigma (..., K, 2),
     pen_logit (...) -> (...): log sum_k pi_k N2((dx, dy); mu_k, sigma_k, rho_k) + log Bernoulli(pen_up).
 

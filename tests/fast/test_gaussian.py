@@ -1,107 +1,37 @@
+"""fast/gaussian.py equals ops/gaussian.py (the maths of both: tests/ops/test_gaussian.py)."""
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
-from scipy.stats import norm
 
-from minivrnn.gradcheck import gradcheck
-from minivrnn.fast.gaussian import gaussian_logpdf_backward, gaussian_logpdf_forward
+from minivrnn.fast import gaussian
+from minivrnn.ops import gaussian as readable
 from tests.fast.precision import assert_float32_close_to_float64
-from tests.reference import densities as ref
+from tests.fast.twins import assert_twins_agree
 
 
 def _inputs(rng, lead, D):
-    return {
-        "x": rng.normal(size=(*lead, D)),
-        "mu": rng.normal(size=(*lead, D)),
-        "sigma": rng.uniform(0.5, 2.0, size=(*lead, D)),
-    }
+    return {"x": rng.normal(size=(*lead, D)), "mu": rng.normal(size=(*lead, D)),
+            "sigma": rng.uniform(0.5, 2.0, size=(*lead, D))}
 
 
-def _forward(x, mu, sigma):
-    return gaussian_logpdf_forward(x, mu, sigma)[0]
-
-
-def _backward(dlogp, x, mu, sigma):
-    dx, dmu, dsigma = gaussian_logpdf_backward(dlogp, gaussian_logpdf_forward(x, mu, sigma)[1])
-    return {"x": dx, "mu": dmu, "sigma": dsigma}
-
-
-@pytest.mark.parametrize("lead, D", [((1,), 1), ((5,), 3), ((2, 3), 1), ((3, 1, 2), 4), ((), 2)])
-def test_gradients(lead, D):
-    errors = gradcheck(_forward, _backward, _inputs(np.random.default_rng(0), lead, D))
-    assert max(errors.values()) < 1e-6, errors
-
-
-def test_matches_scipy():
-    inputs = _inputs(np.random.default_rng(1), (4, 3), 5)
-    inputs["sigma"][..., 0] = 1e-4  # the floor: used as given, never floored again
-    expected = norm.logpdf(inputs["x"], inputs["mu"], inputs["sigma"]).sum(axis=-1)
-    np.testing.assert_allclose(_forward(**inputs), expected, rtol=1e-10)
-
-
-def test_fused_backward_matches_the_broadcasting_branch():
-    # Same-shape arrays take one compiled pass; gmm.py's broadcast x (..., 1, D) takes the NumPy lines.
-    # Two identical mixture components must each get exactly the fused pass's gradients.
-    rng = np.random.default_rng(2)
-    x, mu, sigma = (_inputs(rng, (7,), 6)[k] for k in ("x", "mu", "sigma"))
-    g = rng.normal(size=7)
-    dx, dmu, dsigma = gaussian_logpdf_backward(g, (x, mu, sigma))
-    twice = lambda a: np.stack([a, a], axis=1)  # (7, 2, ...)
-    dx2, dmu2, dsigma2 = gaussian_logpdf_backward(twice(g), (x[:, None, :], twice(mu), twice(sigma)))
-    for k in range(2):
-        np.testing.assert_allclose(dx2[:, k], dx, rtol=1e-13)
-        np.testing.assert_allclose(dmu2[:, k], dmu, rtol=1e-13)
-        np.testing.assert_allclose(dsigma2[:, k], dsigma, rtol=1e-13)
+@pytest.mark.parametrize("lead, D", [((9,), 1), ((4, 3), 2), ((2, 3, 5), 7)])
+def test_matches_the_readable_ops(lead, D):
+    assert_twins_agree(readable, gaussian, lambda m, **i: m.gaussian_logpdf_forward(**i),
+                       lambda m, d, cache: m.gaussian_logpdf_backward(d, cache),
+                       _inputs(np.random.default_rng(0), lead, D))
 
 
 def test_non_contiguous_input():
     inputs = {k: v.transpose(1, 0, 2) for k, v in _inputs(np.random.default_rng(3), (4, 3), 2).items()}
-    np.testing.assert_allclose(_forward(**inputs), ref.gaussian_logpdf(**inputs), rtol=1e-12)
+    expected = readable.gaussian_logpdf_forward(**{k: np.ascontiguousarray(v) for k, v in inputs.items()})[0]
+    np.testing.assert_allclose(gaussian.gaussian_logpdf_forward(**inputs)[0], expected, rtol=1e-12)
+
+
+def test_the_row_kernel_equals_the_array_function():
+    inputs = _inputs(np.random.default_rng(4), (5,), 3)
+    rows = [gaussian.gaussian_row(inputs["x"][n], inputs["mu"][n], inputs["sigma"][n]) for n in range(5)]
+    np.testing.assert_allclose(rows, readable.gaussian_logpdf_forward(**inputs)[0], rtol=1e-12)
 
 
 def test_float32_in_float32_out_and_close_to_float64():
-    assert_float32_close_to_float64(gaussian_logpdf_forward, gaussian_logpdf_backward,
+    assert_float32_close_to_float64(gaussian.gaussian_logpdf_forward, gaussian.gaussian_logpdf_backward,
                                     _inputs(np.random.default_rng(4), (3, 2), 4))
-
-
-def test_bad_shapes_and_dtypes_name_the_argument():
-    x = np.zeros((4, 3))
-    with pytest.raises(ValueError, match=r"mu: expected shape \(\.\.\., D\) = \(4, 3\), got \(4, 2\)"):
-        gaussian_logpdf_forward(x, np.zeros((4, 2)), np.ones((4, 3)))
-    with pytest.raises(ValueError, match=r"sigma: expected shape \(\.\.\., D\) = \(4, 3\), got \(5, 3\)"):
-        gaussian_logpdf_forward(x, x, np.ones((5, 3)))
-    with pytest.raises(ValueError, match=r"sigma: expected dtype float64 \(the dtype of x\), got float32"):
-        gaussian_logpdf_forward(x, x, np.ones((4, 3), dtype=np.float32))
-    with pytest.raises(ValueError, match="x: expected dtype float32 or float64, got int64"):
-        gaussian_logpdf_forward(np.zeros((4, 3), dtype=np.int64), x, x)
-
-
-# Extreme but valid inputs: |x|, |mu| <= 1e4 and 1e-4 <= sigma <= 1e4. Then |u| <= 2e8, u^2 <= 4e16 and
-# every gradient stays below ~1e21, all far inside float32's range (3.4e38): both dtypes use the full range.
-_big = st.floats(-1e4, 1e4, width=32)
-_sigma = st.floats(float(np.float32(1e-4)), 1e4, width=32)  # float32's nearest value to the 1e-4 floor
-
-
-@st.composite
-def _extreme_inputs(draw):
-    dtype = draw(st.sampled_from([np.float32, np.float64]))
-    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)))  # (N, D)
-    return {
-        "x": draw(arrays(dtype, shape, elements=_big)),
-        "mu": draw(arrays(dtype, shape, elements=_big)),
-        "sigma": draw(arrays(dtype, shape, elements=_sigma)),
-    }
-
-
-@given(_extreme_inputs())
-def test_finite_shapes_preserved_and_peaked_at_the_mean(inputs):
-    logp, cache = gaussian_logpdf_forward(**inputs)
-    assert logp.shape == inputs["x"].shape[:-1] and logp.dtype == inputs["x"].dtype
-    assert np.all(np.isfinite(logp))
-    # The density is largest at x = mu.
-    at_mean = gaussian_logpdf_forward(inputs["mu"], inputs["mu"], inputs["sigma"])[0]
-    assert np.all(logp <= at_mean + 1e-6 * np.abs(at_mean))
-    for name, g in zip(("x", "mu", "sigma"), gaussian_logpdf_backward(np.ones_like(logp), cache)):
-        assert g.shape == inputs[name].shape and np.all(np.isfinite(g)), name

@@ -1,19 +1,11 @@
+"""fast/gmm.py equals ops/gmm.py (the maths of both: tests/ops/test_gmm.py)."""
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
-from scipy.special import log_softmax, logsumexp
-from scipy.stats import norm
 
-from minivrnn.gradcheck import gradcheck
 from minivrnn.fast import gmm
-from minivrnn.fast.gaussian import gaussian_logpdf_forward
-from minivrnn.fast.gmm import gmm_logpdf_backward, gmm_logpdf_forward
+from minivrnn.ops import gmm as readable
 from tests.fast.precision import assert_float32_close_to_float64
-from tests.reference import densities as ref
-
-NAMES = ("x", "logits", "mu", "sigma")
+from tests.fast.twins import assert_twins_agree
 
 
 def _inputs(rng, lead, K, D):
@@ -25,112 +17,20 @@ def _inputs(rng, lead, K, D):
     }
 
 
-def _forward(x, logits, mu, sigma):
-    return gmm_logpdf_forward(x, logits, mu, sigma)[0]
-
-
-def _backward(dlogp, **inputs):
-    return dict(zip(NAMES, gmm_logpdf_backward(dlogp, gmm_logpdf_forward(**inputs)[1])))
-
-
-@pytest.mark.parametrize(
-    "lead, K, D", [((1,), 1, 1), ((4,), 3, 2), ((2, 3), 1, 3), ((3, 1), 2, 1), ((2, 1, 2), 4, 3), ((), 2, 2)]
-)
-def test_gradients(lead, K, D):
-    errors = gradcheck(_forward, _backward, _inputs(np.random.default_rng(0), lead, K, D))
-    assert max(errors.values()) < 1e-6, errors
-
-
-def test_matches_scipy():
-    x, logits, mu, sigma = _inputs(np.random.default_rng(1), (5, 2), 3, 4).values()
-    sigma[..., 0, 0] = 1e-4  # the floor: used as given, never floored again
-    log_n = norm.logpdf(x[..., None, :], mu, sigma).sum(axis=-1)  # (..., K)
-    expected = logsumexp(log_softmax(logits, axis=-1) + log_n, axis=-1)
-    np.testing.assert_allclose(_forward(x, logits, mu, sigma), expected, rtol=1e-10)
-
-
-def test_kernel_matches_the_reference():
-    inputs = _inputs(np.random.default_rng(2), (9,), 4, 3)
+@pytest.mark.parametrize("lead, K, D", [((9,), 1, 1), ((4, 3), 3, 2), ((2, 3, 5), 4, 3)])
+def test_matches_the_readable_ops(lead, K, D):
+    inputs = _inputs(np.random.default_rng(2), lead, K, D)
     inputs["logits"] *= 10.0  # some components nearly switched off
-    logp, w, r = np.empty(9), np.empty((9, 4)), np.empty((9, 4))
-    gmm._gmm_logpdf_kernel(*inputs.values(), logp, w, r)
-    np.testing.assert_allclose(logp, ref.gmm_logpdf(**inputs), rtol=1e-10)
-    np.testing.assert_allclose(w, ref.softmax(inputs["logits"]), rtol=1e-10)
-    np.testing.assert_allclose(r, ref.gmm_responsibilities(**inputs), rtol=1e-10)
+    assert_twins_agree(readable, gmm, lambda m, **i: m.gmm_logpdf_forward(**i),
+                       lambda m, d, cache: m.gmm_logpdf_backward(d, cache), inputs)
 
 
 def test_non_contiguous_input():
     inputs = {k: np.moveaxis(v, 0, 1) for k, v in _inputs(np.random.default_rng(3), (3, 4), 2, 3).items()}
-    np.testing.assert_allclose(_forward(**inputs), ref.gmm_logpdf(**inputs), rtol=1e-12)
+    expected = readable.gmm_logpdf_forward(**{k: np.ascontiguousarray(v) for k, v in inputs.items()})[0]
+    np.testing.assert_allclose(gmm.gmm_logpdf_forward(**inputs)[0], expected, rtol=1e-12)
 
 
 def test_float32_in_float32_out_and_close_to_float64():
-    assert_float32_close_to_float64(gmm_logpdf_forward, gmm_logpdf_backward,
+    assert_float32_close_to_float64(gmm.gmm_logpdf_forward, gmm.gmm_logpdf_backward,
                                     _inputs(np.random.default_rng(4), (3, 2), 3, 2))
-
-
-def test_bad_shapes_and_dtypes_name_the_argument():
-    x, logits, mu, sigma = _inputs(np.random.default_rng(6), (4,), 3, 2).values()
-    with pytest.raises(ValueError, match=r"mu: expected shape \(\.\.\., K, D\) = \(4, 3, 2\), got \(4, 2, 2\)"):
-        gmm_logpdf_forward(x, logits, mu[:, :2], sigma)
-    with pytest.raises(ValueError, match=r"logits: expected shape \(\.\.\., K\) = \(4, \?\), got \(5, 3\)"):
-        gmm_logpdf_forward(x, np.zeros((5, 3)), mu, sigma)
-    with pytest.raises(ValueError, match=r"sigma: expected shape \(\.\.\., K, D\) = \(4, 3, 2\), got \(4, 3\)"):
-        gmm_logpdf_forward(x, logits, mu, sigma[..., 0])
-    with pytest.raises(ValueError, match=r"logits: expected dtype float64 \(the dtype of x\), got float32"):
-        gmm_logpdf_forward(x, logits.astype(np.float32), mu, sigma)
-
-
-# Extreme but valid inputs: |x|, |mu|, |logits| <= 1e4 and 1e-4 <= sigma <= 1e4. Every intermediate stays
-# below ~1e21 (see test_gaussian.py), far inside float32's range, so both dtypes use the full range.
-_big = st.floats(-1e4, 1e4, width=32)
-_sigma = st.floats(float(np.float32(1e-4)), 1e4, width=32)  # float32's nearest value to the 1e-4 floor
-
-
-@st.composite
-def _mixtures(draw, dtypes=(np.float32, np.float64)):
-    dtype = draw(st.sampled_from(dtypes))
-    N, K, D = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 3))
-    return {
-        "x": draw(arrays(dtype, (N, D), elements=_big)),
-        "logits": draw(arrays(dtype, (N, K), elements=_big)),
-        "mu": draw(arrays(dtype, (N, K, D), elements=_big)),
-        "sigma": draw(arrays(dtype, (N, K, D), elements=_sigma)),
-    }
-
-
-@given(_mixtures())
-def test_finite_and_shapes_preserved_for_extreme_inputs(inputs):
-    logp, cache = gmm_logpdf_forward(**inputs)
-    assert logp.shape == inputs["x"].shape[:-1] and logp.dtype == inputs["x"].dtype
-    assert np.all(np.isfinite(logp))
-    for name, g in zip(NAMES, gmm_logpdf_backward(np.ones_like(logp), cache)):
-        assert g.shape == inputs[name].shape and g.dtype == logp.dtype, name
-        assert np.all(np.isfinite(g)), name
-
-
-@given(_mixtures(), st.floats(-1e4, 1e4))
-def test_one_component_is_the_gaussian(inputs, logit):
-    x, mu, sigma = inputs["x"], inputs["mu"][:, :1], inputs["sigma"][:, :1]
-    logits = np.full((x.shape[0], 1), logit, dtype=x.dtype)  # any logit: softmax of one value is 1
-    expected = gaussian_logpdf_forward(x, mu[:, 0], sigma[:, 0])[0]
-    np.testing.assert_allclose(gmm_logpdf_forward(x, logits, mu, sigma)[0], expected, rtol=1e-6)
-
-
-@given(_mixtures((np.float64,)), st.randoms(use_true_random=False))
-def test_invariant_to_permuting_the_components(inputs, random):
-    K = inputs["logits"].shape[-1]
-    order = random.sample(range(K), K)
-    permuted = {**inputs, "logits": inputs["logits"][:, order]}
-    permuted.update(mu=inputs["mu"][:, order], sigma=inputs["sigma"][:, order])
-    # Only the order of the sums changes: log pi moves by rounding at the scale of the largest logit.
-    atol = 1e-12 * (1 + np.abs(inputs["logits"]).max())
-    np.testing.assert_allclose(_forward(**permuted), _forward(**inputs), rtol=1e-12, atol=atol)
-
-
-@given(_mixtures((np.float64,)), st.floats(-1e4, 1e4))
-def test_invariant_to_shifting_all_logits(inputs, c):
-    shifted = {**inputs, "logits": inputs["logits"] + c}
-    # logits + c carries an absolute rounding error of ~1e-16 * (|c| + |logits|) into log pi.
-    atol = 1e-12 * (1 + abs(c) + np.abs(inputs["logits"]).max())
-    np.testing.assert_allclose(_forward(**shifted), _forward(**inputs), rtol=1e-12, atol=atol)

@@ -1,5 +1,5 @@
-import math
-
+"""fast/gru.py: the whole-sequence kernels, and the cell equal to ops/gru.py (the maths of one step, for
+both modules: tests/ops/test_gru.py)."""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from minivrnn.gradcheck import gradcheck
+from minivrnn.fast import gru
 from minivrnn.fast.gru import (
     KEYS,
     gru_cell_backward,
@@ -17,7 +18,8 @@ from minivrnn.fast.gru import (
     pack,
     unpack,
 )
-from tests.reference import recurrence as ref
+from minivrnn.ops import gru as readable
+from tests.fast.twins import assert_twins_agree
 
 SHAPES = [(1, 1, 1, 1), (4, 3, 2, 3), (3, 1, 1, 2), (2, 2, 3, 1)]  # (T, B, I, H)
 
@@ -46,22 +48,6 @@ def sequence_pair(mask):
     return forward, backward
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 2, 4), (2, 5, 1)])
-def test_cell_gradients(shape):
-    B, I, H = shape
-    params, xs, h = problem(1, B, I, H)
-
-    def forward(x, h, **p):
-        return gru_cell_forward(p, x, h)[0]
-
-    def backward(dh_new, x, h, **p):
-        dx, dh, grads = gru_cell_backward(dh_new, gru_cell_forward(p, x, h)[1])
-        return {"x": dx, "h": dh, **grads}
-
-    errors = gradcheck(forward, backward, {"x": xs[0], "h": h, **params})
-    assert set(errors) == {"x", "h", *KEYS}
-    assert max(errors.values()) < 1e-6, errors
-
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_sequence_gradients(shape):
@@ -77,35 +63,36 @@ def test_sequence_gradients_with_a_ragged_mask():
     assert max(errors.values()) < 1e-6, errors
 
 
+def readable_sequence(params, xs, h0, mask=None):
+    """The GRU over time as a loop of ops/gru.py's cell; rows with mask[t, b] == 0 keep their state."""
+    mask = np.ones(xs.shape[:2]) if mask is None else mask
+    h, hs = h0, []
+    for t in range(len(xs)):
+        padded = mask[t][:, None] == 0  # (B, 1)
+        h = np.where(padded, h, readable.gru_cell_forward(params, xs[t], h)[0])
+        hs.append(h)
+    return np.stack(hs)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("lengths", [None, "ragged"])
-def test_kernels_match_the_reference(shape, lengths):
+def test_sequence_matches_a_loop_of_the_readable_cell(shape, lengths):
     T, B, I, H = shape
     params, xs, h0 = problem(*shape, seed=1)
     params = {k: 3 * v for k, v in params.items()}  # saturate some gates too
     mask = None if lengths is None else ragged_mask(np.arange(B) % (T + 1), T)  # includes length 0
     xs_f = np.asfortranarray(xs)  # a non-contiguous layout must not change the answer
     np.testing.assert_allclose(gru_sequence_forward(params, xs_f, h0, mask)[0],
-                               ref.gru_sequence(params, xs, h0, mask), rtol=1e-10, atol=1e-14)
-    np.testing.assert_allclose(gru_cell_forward(params, xs[0], h0)[0], ref.gru_cell(params, xs[0], h0),
-                               rtol=1e-10, atol=1e-14)
+                               readable_sequence(params, xs, h0, mask), rtol=1e-10, atol=1e-14)
 
 
-def test_one_step_matches_the_convention_written_out():
-    """H = I = B = 1 with math.exp/math.tanh. b_hn != 0 separates PyTorch's r * (h W_hn + b_hn) from
-    the original GRU's (r * h) W_hn."""
-    v = dict(W_ir=0.5, W_iz=-0.3, W_in=0.8, W_hr=0.2, W_hz=0.7, W_hn=-0.6,
-             b_ir=0.1, b_iz=-0.2, b_in=0.3, b_hr=-0.4, b_hz=0.5, b_hn=0.9)
-    x, h = 1.5, -0.4
-    r = 1 / (1 + math.exp(-(x * v["W_ir"] + v["b_ir"] + h * v["W_hr"] + v["b_hr"])))
-    u = 1 / (1 + math.exp(-(x * v["W_iz"] + v["b_iz"] + h * v["W_hz"] + v["b_hz"])))
-    n = math.tanh(x * v["W_in"] + v["b_in"] + r * (h * v["W_hn"] + v["b_hn"]))
-    expected = (1 - u) * n + u * h
-    params = {k: np.full((1, 1) if k[0] == "W" else (1,), value) for k, value in v.items()}
-    h_new = gru_cell_forward(params, np.array([[x]]), np.array([[h]]))[0]
-    assert h_new[0, 0] == pytest.approx(expected, rel=1e-14)
-    hs = gru_sequence_forward(params, np.array([[[x]]]), np.array([[h]]))[0]
-    assert hs[0, 0, 0] == pytest.approx(expected, rel=1e-14)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 2, 4)])
+def test_cell_matches_the_readable_ops(shape):
+    B, I, H = shape
+    params, xs, h0 = problem(1, B, I, H, seed=2)
+    inputs = {"params": {k: 3 * v for k, v in params.items()}, "x": xs[0], "h": h0}
+    assert_twins_agree(readable, gru, lambda m, params, x, h: m.gru_cell_forward(params, x, h),
+                       lambda m, d, cache: m.gru_cell_backward(d, cache), inputs)
 
 
 def test_zero_weights_halve_the_state():
@@ -149,17 +136,6 @@ def test_float32_in_float32_out_and_agrees_with_float64():
         assert a32.dtype == np.float32
         np.testing.assert_allclose(a32, a64, rtol=1e-5, atol=1e-5)
 
-
-def test_init_is_seeded_with_pytorch_bounds(dtype):
-    a = init_gru(np.random.default_rng(7), 100, 4, dtype)
-    b = init_gru(np.random.default_rng(7), 100, 4, dtype)
-    assert list(a) == ["W_ir", "W_iz", "W_in", "W_hr", "W_hz", "W_hn",
-                       "b_ir", "b_iz", "b_in", "b_hr", "b_hz", "b_hn"]
-    assert a["W_ir"].shape == (100, 4) and a["W_hn"].shape == (4, 4) and a["b_hz"].shape == (4,)
-    for k in a:
-        assert a[k].dtype == dtype and np.array_equal(a[k], b[k])
-        assert np.abs(a[k]).max() <= 0.5  # 1 / sqrt(H), H = 4
-    assert np.abs(a["W_ir"]).max() > 0.1  # the bound is 1/sqrt(H), not 1/sqrt(I)
 
 
 def test_pack_places_the_gates_side_by_side_and_unpack_inverts_it():

@@ -1,69 +1,42 @@
+"""fast/heads.py (heads side by side, one product) equals ops/heads.py (each head its own linear layer); the
+maths of both: tests/ops/test_heads.py."""
 import numpy as np
 import pytest
 
 from minivrnn.fast import heads
-from minivrnn.gradcheck import gradcheck
+from minivrnn.ops import heads as readable
+from tests.fast.twins import assert_twins_agree
 
 
-def _gaussian_head_params(rng, name, F, Z):
-    return heads.init_heads(rng, name, F, {"mu": Z, "sigma": Z}, np.float64)
-
-
-def test_gaussian_head_is_the_two_linear_heads_with_a_softplus_floor():
-    # eqs. (4) and (8): mu = f W_mu + b_mu, sigma = softplus(f W_sig + b_sig) + sigma_min, here row by row in NumPy
+@pytest.mark.parametrize("lead", [(7,), (3, 4)])
+def test_gaussian_head_matches_the_readable_ops(lead):
     rng = np.random.default_rng(0)
-    params = _gaussian_head_params(rng, "prior", 5, 3)
-    features = rng.normal(size=(4, 2, 5))
-    (mu, sigma), _ = heads.gaussian_head_forward(params, "prior", features, 1e-3)
-    a_sig = features @ params["prior.sigma.W"] + params["prior.sigma.b"]
-    np.testing.assert_allclose(mu, features @ params["prior.mu.W"] + params["prior.mu.b"], rtol=1e-12)
-    np.testing.assert_allclose(sigma, np.logaddexp(0, a_sig) + 1e-3, rtol=1e-12)
-    assert mu.shape == sigma.shape == (4, 2, 3) and mu.flags.c_contiguous and sigma.flags.c_contiguous
+    inputs = {"params": readable.init_heads(rng, "prior", 5, {"mu": 3, "sigma": 3}, np.float64),
+              "features": rng.normal(size=lead + (5,))}
+    def forward(m, params, features):
+        return m.gaussian_head_forward(params, "prior", features, 1e-3)
+
+    assert_twins_agree(readable, heads, forward, lambda m, d, cache: m.gaussian_head_backward(*d, cache), inputs)
 
 
-@pytest.mark.parametrize("shape", [(7,), (3, 4)])
-def test_gaussian_head_gradients(shape):
+@pytest.mark.parametrize("kind", ["gauss", "gmm", "pen"])
+def test_output_heads_and_log_likelihood_match_the_readable_ops(kind):
     rng = np.random.default_rng(1)
-    F, Z = 4, 3
-    params = _gaussian_head_params(rng, "enc", F, Z)
+    F, D, K, N = 4, (3 if kind == "pen" else 2), 3, 6
+    widths = {head: width(D, K) for head, width in readable.OUTPUT_HEADS[kind].items()}
+    x = rng.normal(size=(N, D))
+    if kind == "pen":
+        x[:, 2] = rng.integers(0, 2, size=N)
+    inputs = {"params": readable.init_heads(rng, "dec", F, widths, np.float64), "features": rng.normal(size=(N, F))}
 
-    def forward(features, **p):
-        return heads.gaussian_head_forward(p, "enc", features, 1e-3)[0]
+    def forward(m, params, features):
+        out, out_cache = m.output_params_forward(params, kind, features, D, K, 1e-3)
+        logp, logp_cache = m.output_logpdf_forward(out, kind, x.astype(features.dtype))
+        return (out, logp), (out_cache, logp_cache)
 
-    def backward(dy, features, **p):
-        dfeatures, grads = heads.gaussian_head_backward(*dy, heads.gaussian_head_forward(p, "enc", features, 1e-3)[1])
-        return {"features": dfeatures, **grads}
+    def backward(m, d, cache):
+        dout_direct, dlogp = d
+        dout = m.output_logpdf_backward(dlogp, kind, cache[1])
+        return m.output_params_backward({k: dout[k] + dout_direct[k] for k in dout}, cache[0])
 
-    errors = gradcheck(forward, backward, {"features": rng.normal(size=shape + (F,)), **params})
-    assert max(errors.values()) < 1e-6, errors
-
-
-def test_gaussian_head_backward_names_a_gradient_of_the_wrong_shape():
-    rng = np.random.default_rng(2)
-    params = _gaussian_head_params(rng, "prior", 4, 3)
-    (mu, sigma), cache = heads.gaussian_head_forward(params, "prior", rng.normal(size=(5, 4)), 1e-3)
-    with pytest.raises(ValueError, match="dsigma: expected shape"):
-        heads.gaussian_head_backward(mu, sigma[:, :2], cache)
-
-
-@pytest.mark.parametrize("kind", ["gauss", "gmm"])
-def test_output_heads_gradients(kind):
-    # the Gaussian output runs through the joined pass, the mixture through the generic cut: both must agree
-    # with finite differences
-    rng = np.random.default_rng(3)
-    F, D, K = 4, 2, 3
-    widths = {head: width(D, K) for head, width in heads.OUTPUT_HEADS[kind].items()}
-    params = heads.init_heads(rng, "dec", F, widths, np.float64)
-    names = sorted(widths)
-
-    def forward(features, **p):
-        out, _ = heads.output_params_forward(p, kind, features, D, K, 1e-3)
-        return tuple(out[n] for n in names)
-
-    def backward(dy, features, **p):
-        _, cache = heads.output_params_forward(p, kind, features, D, K, 1e-3)
-        dfeatures, grads = heads.output_params_backward(dict(zip(names, dy)), cache)
-        return {"features": dfeatures, **grads}
-
-    errors = gradcheck(forward, backward, {"features": rng.normal(size=(6, F)), **params})
-    assert max(errors.values()) < 1e-6, errors
+    assert_twins_agree(readable, heads, forward, backward, inputs)

@@ -1,17 +1,11 @@
+"""fast/kl.py equals ops/kl.py (the maths of both: tests/ops/test_kl.py)."""
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
-from scipy.stats import norm
 
-from minivrnn.gradcheck import gradcheck
 from minivrnn.fast import kl
-from minivrnn.fast.kl import kl_gaussian_backward, kl_gaussian_forward
+from minivrnn.ops import kl as readable
 from tests.fast.precision import assert_float32_close_to_float64
-from tests.reference import densities as ref
-
-NAMES = ("mu_q", "sigma_q", "mu_p", "sigma_p")
+from tests.fast.twins import assert_twins_agree
 
 
 def _inputs(rng, lead, Z):
@@ -23,103 +17,19 @@ def _inputs(rng, lead, Z):
     }
 
 
-def _forward(**inputs):
-    return kl_gaussian_forward(**inputs)[0]
-
-
-def _backward(dkl, **inputs):
-    return dict(zip(NAMES, kl_gaussian_backward(dkl, kl_gaussian_forward(**inputs)[1])))
-
-
-@pytest.mark.parametrize("lead, Z", [((1,), 1), ((5,), 3), ((2, 3), 1), ((3, 1, 2), 4), ((), 2)])
-def test_gradients(lead, Z):
-    errors = gradcheck(_forward, _backward, _inputs(np.random.default_rng(0), lead, Z))
-    assert max(errors.values()) < 1e-6, errors
-
-
-def test_closed_form_by_hand():
-    # KL(N(0, 1) || N(1, 2^2)) = log 2 + (1 + 1) / (2 * 4) - 1/2 = log 2 - 1/4
-    value = _forward(mu_q=np.zeros(1), sigma_q=np.ones(1), mu_p=np.ones(1), sigma_p=np.full(1, 2.0))
-    np.testing.assert_allclose(value, np.log(2) - 0.25, rtol=1e-14)
-
-
-def test_kernel_matches_the_textbook_closed_form():
-    rows = list(_inputs(np.random.default_rng(1), (11,), 5).values())  # 4 x (N, Z)
-    out = np.empty(11)
-    kl._kl_gaussian_kernel(*rows, out)
-    np.testing.assert_allclose(out, ref.kl_gaussian(*rows), rtol=1e-10)
-
-
-def test_matches_a_monte_carlo_estimate():
-    """KL(q || p) = E_q[log q(z) - log p(z)], estimated with n samples, within 5 standard errors."""
-    rng = np.random.default_rng(2)
-    mu_q, sigma_q, mu_p, sigma_p = _inputs(rng, (), 3).values()
-    n = 200_000
-    z = mu_q + sigma_q * rng.standard_normal((n, 3))  # (n, Z) samples from q
-    log_ratio = (norm.logpdf(z, mu_q, sigma_q) - norm.logpdf(z, mu_p, sigma_p)).sum(axis=-1)  # (n,)
-    standard_error = log_ratio.std(ddof=1) / np.sqrt(n)
-    value = _forward(mu_q=mu_q, sigma_q=sigma_q, mu_p=mu_p, sigma_p=sigma_p)
-    assert abs(value - log_ratio.mean()) < 5 * standard_error
+@pytest.mark.parametrize("lead, Z", [((11,), 1), ((4, 3), 5), ((2, 3, 5), 8)])
+def test_matches_the_readable_ops(lead, Z):
+    assert_twins_agree(readable, kl, lambda m, **i: m.kl_gaussian_forward(**i),
+                       lambda m, d, cache: m.kl_gaussian_backward(d, cache),
+                       _inputs(np.random.default_rng(1), lead, Z))
 
 
 def test_non_contiguous_input():
     inputs = {k: v.T for k, v in _inputs(np.random.default_rng(3), (4,), 6).items()}  # (Z, N) -> (N, Z) views
-    np.testing.assert_allclose(_forward(**inputs), ref.kl_gaussian(*inputs.values()), rtol=1e-12)
+    expected = readable.kl_gaussian_forward(**{k: np.ascontiguousarray(v) for k, v in inputs.items()})[0]
+    np.testing.assert_allclose(kl.kl_gaussian_forward(**inputs)[0], expected, rtol=1e-12)
 
 
 def test_float32_in_float32_out_and_close_to_float64():
-    assert_float32_close_to_float64(kl_gaussian_forward, kl_gaussian_backward,
+    assert_float32_close_to_float64(kl.kl_gaussian_forward, kl.kl_gaussian_backward,
                                     _inputs(np.random.default_rng(4), (3, 2), 4))
-
-
-def test_bad_shapes_and_dtypes_name_the_argument():
-    a = np.ones((4, 3))
-    with pytest.raises(ValueError, match=r"sigma_p: expected shape \(\.\.\., Z\) = \(4, 3\), got \(4, 2\)"):
-        kl_gaussian_forward(a, a, a, np.ones((4, 2)))
-    with pytest.raises(ValueError, match=r"mu_p: expected shape \(\.\.\., Z\) = \(4, 3\), got \(2, 4, 3\)"):
-        kl_gaussian_forward(a, a, np.ones((2, 4, 3)), a)
-    with pytest.raises(ValueError, match=r"sigma_q: expected dtype float64 \(the dtype of mu_q\), got float32"):
-        kl_gaussian_forward(a, a.astype(np.float32), a, a)
-
-
-# Extreme but valid inputs: |mu| <= 1e4 and 1e-4 <= sigma <= 1e4. Then sigma_q / sigma_p <= 1e8, so
-# expm1(2 v) <= 1e16, t^2 <= 4e16, and the gradients stay below ~1e21: far inside float32's range
-# (3.4e38), so both dtypes use the full range.
-_big = st.floats(-1e4, 1e4, width=32)
-_sigma = st.floats(float(np.float32(1e-4)), 1e4, width=32)  # float32's nearest value to the 1e-4 floor
-
-
-@st.composite
-def _pairs(draw):
-    dtype = draw(st.sampled_from([np.float32, np.float64]))
-    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)))  # (N, Z)
-    mu_q, mu_p = draw(arrays(dtype, shape, elements=_big)), draw(arrays(dtype, shape, elements=_big))
-    sigma_q = draw(arrays(dtype, shape, elements=_sigma))
-    sigma_p = draw(arrays(dtype, shape, elements=_sigma))
-    return {"mu_q": mu_q, "sigma_q": sigma_q, "mu_p": mu_p, "sigma_p": sigma_p}
-
-
-@given(_pairs())
-def test_non_negative_finite_and_shapes_preserved(inputs):
-    value, cache = kl_gaussian_forward(**inputs)
-    assert value.shape == inputs["mu_q"].shape[:-1] and value.dtype == inputs["mu_q"].dtype
-    assert np.all(np.isfinite(value)) and np.all(value >= 0)
-    for name, g in zip(NAMES, kl_gaussian_backward(np.ones_like(value), cache)):
-        assert g.shape == inputs[name].shape and np.all(np.isfinite(g)), name
-
-
-@given(_pairs(), st.floats(0.01, 100), st.floats(1.01, 100), st.booleans())
-def test_zero_if_and_only_if_equal(inputs, gap, ratio, shrink):
-    mu, sigma = inputs["mu_q"], inputs["sigma_q"]
-    assert np.all(_forward(mu_q=mu, sigma_q=sigma, mu_p=mu, sigma_p=sigma) == 0)
-    # Move p's mean in one coordinate by gap times (sigma + 1e-3 |mu|), a step that survives rounding
-    # in float32; the KL is then at least its t^2 / 2 term.
-    mu_p = mu.copy()
-    mu_p[:, 0] += gap * (sigma[:, 0] + 1e-3 * np.abs(mu[:, 0]))
-    t = (mu.astype(np.float64) - mu_p) / sigma  # the gap actually stored, after rounding mu_p
-    value = _forward(mu_q=mu, sigma_q=sigma, mu_p=mu_p, sigma_p=sigma)
-    assert np.all(value >= 0.5 * (t**2).sum(axis=-1) * (1 - 1e-5)) and np.all(value > 0)
-    # Scale p's standard deviation in one coordinate by a factor of at least 1.01 (or 1 / 1.01).
-    sigma_p = sigma.copy()
-    sigma_p[:, 0] = sigma_p[:, 0] / ratio if shrink else sigma_p[:, 0] * ratio
-    assert np.all(_forward(mu_q=mu, sigma_q=sigma, mu_p=mu, sigma_p=sigma_p) > 0)

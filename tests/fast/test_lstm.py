@@ -1,5 +1,5 @@
-import math
-
+"""fast/lstm.py: the whole-sequence kernels, and the cell equal to ops/lstm.py (the maths of one step, for
+both modules: tests/ops/test_lstm.py)."""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from minivrnn.gradcheck import gradcheck
+from minivrnn.fast import lstm
 from minivrnn.fast.lstm import (
     KEYS,
     init_lstm,
@@ -17,7 +18,8 @@ from minivrnn.fast.lstm import (
     pack,
     unpack,
 )
-from tests.reference import recurrence as ref
+from minivrnn.ops import lstm as readable
+from tests.fast.twins import assert_twins_agree
 
 SHAPES = [(1, 1, 1, 1), (4, 3, 2, 3), (3, 1, 1, 2), (2, 2, 3, 1)]  # (T, B, I, H)
 
@@ -47,22 +49,6 @@ def sequence_pair(mask):
     return forward, backward
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 2, 4), (2, 5, 1)])
-def test_cell_gradients(shape):
-    B, I, H = shape
-    params, xs, h, c = problem(1, B, I, H)
-
-    def forward(x, h, c, **p):
-        return lstm_cell_forward(p, x, h, c)[0]
-
-    def backward(dstate, x, h, c, **p):
-        dx, dh, dc, grads = lstm_cell_backward(dstate, lstm_cell_forward(p, x, h, c)[1])
-        return {"x": dx, "h": dh, "c": dc, **grads}
-
-    errors = gradcheck(forward, backward, {"x": xs[0], "h": h, "c": c, **params})
-    assert set(errors) == {"x", "h", "c", *KEYS}
-    assert max(errors.values()) < 1e-6, errors
-
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_sequence_gradients(shape):
@@ -78,36 +64,39 @@ def test_sequence_gradients_with_a_ragged_mask():
     assert max(errors.values()) < 1e-6, errors
 
 
+def readable_sequence(params, xs, h0, c0, mask=None):
+    """The LSTM over time as a loop of ops/lstm.py's cell; padded rows keep both h and c. Returns (hs, cs)."""
+    mask = np.ones(xs.shape[:2]) if mask is None else mask
+    h, c, hs, cs = h0, c0, [], []
+    for t in range(len(xs)):
+        padded = mask[t][:, None] == 0  # (B, 1)
+        (h_new, c_new), _ = readable.lstm_cell_forward(params, xs[t], h, c)
+        h, c = np.where(padded, h, h_new), np.where(padded, c, c_new)
+        hs.append(h)
+        cs.append(c)
+    return np.stack(hs), np.stack(cs)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("lengths", [None, "ragged"])
-def test_kernels_match_the_reference(shape, lengths):
+def test_sequence_matches_a_loop_of_the_readable_cell(shape, lengths):
     T, B, I, H = shape
     params, xs, h0, c0 = problem(*shape, seed=1)
     params = {k: 3 * v for k, v in params.items()}  # saturate some gates too
     mask = None if lengths is None else ragged_mask(np.arange(B) % (T + 1), T)  # includes length 0
     (hs, cs), _ = lstm_sequence_forward(params, np.asfortranarray(xs), h0, c0, mask)
-    hs_ref, cs_ref = ref.lstm_sequence(params, xs, h0, c0, mask)
+    hs_ref, cs_ref = readable_sequence(params, xs, h0, c0, mask)
     np.testing.assert_allclose(hs, hs_ref, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(cs, cs_ref, rtol=1e-10, atol=1e-14)
-    (h1, c1), _ = lstm_cell_forward(params, xs[0], h0, c0)
-    h1_ref, c1_ref = ref.lstm_cell(params, xs[0], h0, c0)
-    np.testing.assert_allclose(h1, h1_ref, rtol=1e-10, atol=1e-14)
-    np.testing.assert_allclose(c1, c1_ref, rtol=1e-10, atol=1e-14)
 
 
-def test_one_step_matches_the_convention_written_out():
-    """H = I = B = 1 with math.exp/math.tanh, every gate with its own weights."""
-    names = [f"{p}{g}" for p in ("W_i", "W_h", "b_i", "b_h") for g in "ifgo"]
-    v = dict(zip(names, np.linspace(-0.9, 0.8, 16)))
-    x, h, c = 1.5, -0.4, 0.7
-    pre = {g: x * v[f"W_i{g}"] + v[f"b_i{g}"] + h * v[f"W_h{g}"] + v[f"b_h{g}"] for g in "ifgo"}
-    i, f, o = (1 / (1 + math.exp(-pre[g])) for g in "ifo")
-    g = math.tanh(pre["g"])
-    c_new = f * c + i * g
-    h_new = o * math.tanh(c_new)
-    params = {k: np.full((1, 1) if k[0] == "W" else (1,), value) for k, value in v.items()}
-    (h1, c1), _ = lstm_cell_forward(params, np.array([[x]]), np.array([[h]]), np.array([[c]]))
-    assert h1[0, 0] == pytest.approx(h_new, rel=1e-14) and c1[0, 0] == pytest.approx(c_new, rel=1e-14)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 2, 4)])
+def test_cell_matches_the_readable_ops(shape):
+    B, I, H = shape
+    params, xs, h0, c0 = problem(1, B, I, H, seed=2)
+    inputs = {"params": {k: 3 * v for k, v in params.items()}, "x": xs[0], "h": h0, "c": c0}
+    assert_twins_agree(readable, lstm, lambda m, params, x, h, c: m.lstm_cell_forward(params, x, h, c),
+                       lambda m, d, cache: m.lstm_cell_backward(d, cache), inputs)
 
 
 def test_zero_weights_halve_the_cell():
@@ -156,17 +145,6 @@ def test_float32_in_float32_out_and_agrees_with_float64():
         assert a32.dtype == np.float32
         np.testing.assert_allclose(a32, a64, rtol=1e-5, atol=1e-5)
 
-
-def test_init_is_seeded_with_pytorch_bounds(dtype):
-    a = init_lstm(np.random.default_rng(7), 100, 4, dtype)
-    b = init_lstm(np.random.default_rng(7), 100, 4, dtype)
-    assert list(a) == ["W_ii", "W_if", "W_ig", "W_io", "W_hi", "W_hf", "W_hg", "W_ho",
-                       "b_ii", "b_if", "b_ig", "b_io", "b_hi", "b_hf", "b_hg", "b_ho"]
-    assert a["W_ii"].shape == (100, 4) and a["W_ho"].shape == (4, 4) and a["b_hg"].shape == (4,)
-    for k in a:
-        assert a[k].dtype == dtype and np.array_equal(a[k], b[k])
-        assert np.abs(a[k]).max() <= 0.5  # 1 / sqrt(H), H = 4
-    assert np.abs(a["W_ii"]).max() > 0.1  # the bound is 1/sqrt(H), not 1/sqrt(I)
 
 
 def test_pack_places_the_gates_side_by_side_and_unpack_inverts_it():

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from minivrnn.fast import matmul as mm
+from minivrnn.fast.threads import n_chunks
 
 
 @pytest.mark.parametrize("n_chunks", [1, 2, 3])
@@ -29,7 +30,7 @@ def test_partial_sums_add_up_to_the_transposed_product(rng, N, n_chunks):
 
 def test_big_products_split_over_the_threads_and_agree(rng, monkeypatch):
     monkeypatch.setattr(mm, "PARALLEL_MIN_WORK", 1)  # every product splits (with at least two threads)
-    assert mm._n_chunks(100, 10**9) == min(100, numba.get_num_threads())
+    assert n_chunks(100, 10**9, mm.PARALLEL_MIN_WORK) == min(100, numba.get_num_threads())
     a, b, c = rng.normal(size=(50, 6)), rng.normal(size=(6, 3)), rng.normal(size=(50, 3))
     np.testing.assert_allclose(mm.matmul(a, b), a @ b, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(mm.matmul_tn(a, c), a.T @ c, rtol=1e-10, atol=1e-12)
@@ -72,7 +73,7 @@ def test_the_vector_of_ones_is_shared_and_read_only():
 
 
 def test_small_products_stay_one_call():
-    assert mm._n_chunks(800, mm.PARALLEL_MIN_WORK - 1) == 1
+    assert n_chunks(800, mm.PARALLEL_MIN_WORK - 1, mm.PARALLEL_MIN_WORK) == 1
 
 
 def _dot_blocks_in_both_dtypes(rng, a, W, operand):

@@ -4,10 +4,12 @@ import sys
 import threading
 
 import numpy as np
+import pytest
 
 from minivrnn.fast.memory import HUGE_PAGE, Workspace, huge_page_empty, keep_freed_memory
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt and ru_minflt: Linux only")
 def test_keep_freed_memory_cuts_page_faults_of_repeated_big_allocations():
     # The effect the commands rely on, in a fresh process each way: the same 40 rounds of allocating and
     # filling 3 MB arrays, with and without the malloc settings, counted in minor page faults.
@@ -22,6 +24,8 @@ def test_keep_freed_memory_cuts_page_faults_of_repeated_big_allocations():
     )
     faults = {mode: int(subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True,
                                        check=True).stdout) for mode in ("default", "keep")}
+    if faults["default"] < 40 * 100:  # (3 MB is ~730 pages: the default settings fault on every round)
+        pytest.skip(f"this machine's malloc already reuses the arrays ({faults}): no effect to show")
     assert faults["keep"] * 5 < faults["default"], faults
 
 
@@ -51,7 +55,7 @@ def test_huge_page_arrays_are_aligned_writable_and_advised():
     assert a.sum() == 1.5 * a.size
     assert huge_page_empty((0, 64), np.float64).shape == (0, 64)
     if not sys.platform.startswith("linux") or not os.path.exists("/sys/kernel/mm/transparent_hugepage"):
-        return  # (np.empty there: nothing more to check)
+        pytest.skip("no transparent huge pages on this machine: huge_page_empty is np.empty")
     assert a.ctypes.data % HUGE_PAGE == 0
     assert "hg" in _vm_flags(a)  # the mapping carries MADV_HUGEPAGE ("hg"): Linux may back it with 2 MiB pages
 

@@ -1,20 +1,13 @@
+"""fast/pen.py equals ops/pen.py (the maths of both: tests/ops/test_pen.py)."""
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
-from scipy import stats
-from scipy.special import expit, logsumexp
 
-from minivrnn.gradcheck import gradcheck
 from minivrnn.fast import pen
-from tests.reference import pen as ref
+from minivrnn.ops import pen as readable
+from tests.fast.twins import assert_twins_agree
 
-NAMES = ("xy", "logits", "mu", "sigma", "rho")
 
-
-def mixture(rng, lead, K, rho_max=0.9):
-    """Random valid mixture inputs {xy, logits, mu, sigma, rho} with leading shape ``lead``."""
+def mixture(rng, lead, K, rho_max=0.99):
     return {
         "xy": rng.normal(size=lead + (2,)),
         "logits": rng.normal(scale=2.0, size=lead + (K,)),
@@ -24,182 +17,16 @@ def mixture(rng, lead, K, rho_max=0.9):
     }
 
 
-def gmm(**inputs):
-    return pen.bivariate_gmm_logpdf_forward(**inputs)[0]
-
-
-def gmm_grads(dlogp, **inputs):
-    grads = pen.bivariate_gmm_logpdf_backward(dlogp, pen.bivariate_gmm_logpdf_forward(**inputs)[1])
-    return dict(zip(NAMES, grads))
-
-
-# a. gradients by central differences -------------------------------------------------------------------
-
-@pytest.mark.parametrize("lead, K", [((), 1), ((1,), 1), ((1, 1), 3), ((4,), 3), ((2, 3), 2)])
-def test_gmm_gradients(lead, K):
-    inputs = mixture(np.random.default_rng(K + len(lead)), lead, K)
-    errors = gradcheck(gmm, gmm_grads, inputs)
-    assert max(errors.values()) < 1e-6, errors
-
-
-@pytest.mark.parametrize("K", [1, 3])
-def test_gmm_gradients_at_strong_correlation(K):
-    inputs = mixture(np.random.default_rng(5), (3,), K)
-    inputs["rho"] = np.random.default_rng(6).choice([-0.95, 0.95], size=(3, K))
-    errors = gradcheck(gmm, gmm_grads, inputs)
-    assert max(errors.values()) < 1e-6, errors
-
-
-@pytest.mark.parametrize("shape", [(1,), (2, 5)])
-def test_bernoulli_gradient(shape):
-    rng = np.random.default_rng(7)
-    e = rng.integers(0, 2, size=shape).astype(np.float64)
-    inputs = {"e": e, "logit": rng.normal(scale=3.0, size=shape)}
-
-    def forward(e, logit):
-        return pen.bernoulli_logpmf_forward(e, logit)[0]
-
-    def backward(dlogp, e, logit):
-        return {"logit": pen.bernoulli_logpmf_backward(dlogp, pen.bernoulli_logpmf_forward(e, logit)[1])}
-
-    assert gradcheck(forward, backward, inputs, wrt=["logit"])["logit"] < 1e-6
-
-
-# b. forward against scipy.stats -----------------------------------------------------------------------
-
-def test_gmm_matches_scipy():
-    inputs = mixture(np.random.default_rng(8), (6,), 3, rho_max=0.99)
-    x, logits, mu, sigma, rho = (inputs[k] for k in NAMES)
-    expected = []
-    for n in range(6):
-        log_n = [
-            stats.multivariate_normal.logpdf(x[n], mu[n, k], ref.covariance(*sigma[n, k], rho[n, k]))
-            for k in range(3)
-        ]
-        expected.append(logsumexp(logits[n] - logsumexp(logits[n]) + np.array(log_n)))
-    np.testing.assert_allclose(gmm(**inputs), expected, rtol=1e-9)
-
-
-def test_bernoulli_matches_scipy():
-    rng = np.random.default_rng(9)
-    e = rng.integers(0, 2, size=(4, 5)).astype(np.float64)
-    logit = rng.normal(scale=4.0, size=(4, 5))
-    expected = stats.bernoulli.logpmf(e, expit(logit))
-    np.testing.assert_allclose(pen.bernoulli_logpmf_forward(e, logit)[0], expected, rtol=1e-9, atol=1e-14)
-
-
-# c. kernels against the slow references -----------------------------------------------------------------
-
-def test_gmm_forward_and_backward_match_the_reference():
-    inputs = mixture(np.random.default_rng(10), (3, 4), 3, rho_max=0.99)
+@pytest.mark.parametrize("lead, K", [((7,), 1), ((3, 4), 3), ((2, 3, 2), 5)])
+def test_bivariate_mixture_matches_the_readable_ops(lead, K):
+    inputs = mixture(np.random.default_rng(K), lead, K)
     inputs["mu"] = np.asfortranarray(inputs["mu"])  # a non-contiguous input must give the same answer
-    np.testing.assert_allclose(gmm(**inputs), ref.bivariate_gmm_logpdf(**inputs), rtol=1e-10)
-    got = gmm_grads(np.ones((3, 4)), **inputs)
-    for name, expected in zip(NAMES, ref.bivariate_gmm_logpdf_grads(**inputs)):
-        np.testing.assert_allclose(got[name], expected, rtol=1e-10, atol=1e-12, err_msg=name)
+    assert_twins_agree(readable, pen, lambda m, **i: m.bivariate_gmm_logpdf_forward(**i),
+                       lambda m, d, cache: m.bivariate_gmm_logpdf_backward(d, cache), inputs)
 
 
-def test_bernoulli_matches_the_reference():
+def test_bernoulli_matches_the_readable_ops():
     rng = np.random.default_rng(11)
-    e, logit = rng.integers(0, 2, size=(7, 5)).astype(np.float64), rng.normal(scale=20.0, size=(7, 5))
-    expected = ref.bernoulli_logpmf(e, logit)
-    np.testing.assert_allclose(pen.bernoulli_logpmf_forward(e, logit)[0], expected, rtol=1e-10)
-
-
-# float32 and input checks -------------------------------------------------------------------------------
-
-def test_float32_in_float32_out_and_agrees_with_float64():
-    rng = np.random.default_rng(12)
-    i64 = mixture(rng, (5,), 3)
-    i32 = {k: v.astype(np.float32) for k, v in i64.items()}
-    logp32, cache = pen.bivariate_gmm_logpdf_forward(**i32)
-    grads32 = pen.bivariate_gmm_logpdf_backward(np.ones(5, np.float32), cache)
-    assert logp32.dtype == np.float32 and all(g.dtype == np.float32 for g in grads32)
-    np.testing.assert_allclose(logp32, gmm(**i64), rtol=1e-5, atol=1e-5)
-    grads64 = gmm_grads(np.ones(5), **i64)
-    for name, g32 in zip(NAMES, grads32):
-        np.testing.assert_allclose(g32, grads64[name], rtol=1e-4, atol=1e-5, err_msg=name)
-    e, logit = np.array([0.0, 1.0, 1.0], np.float32), np.array([-3.0, 0.5, 40.0], np.float32)
-    lp32, bcache = pen.bernoulli_logpmf_forward(e, logit)
-    assert lp32.dtype == pen.bernoulli_logpmf_backward(np.ones(3, np.float32), bcache).dtype == np.float32
-    np.testing.assert_allclose(lp32, ref.bernoulli_logpmf(e, logit.astype(np.float64)), rtol=1e-5, atol=1e-6)
-
-
-def test_bad_shapes_and_dtypes_name_the_argument():
-    good = mixture(np.random.default_rng(0), (4,), 3)
-    for name, bad, message in [
-        ("xy", np.zeros((4, 3)), r"xy: expected shape \(\.\.\., 2\)"),
-        ("mu", np.zeros((4, 3)), r"mu: expected shape \(\.\.\., K, 2\) = \(4, 3, 2\), got \(4, 3\)"),
-        ("sigma", np.ones((4, 2, 2)), r"sigma: expected shape \(\.\.\., K, 2\) = \(4, 3, 2\)"),
-        ("rho", np.zeros((5, 3)), r"rho: expected shape \(\.\.\., K\) = \(4, 3\)"),
-        ("logits", good["logits"].astype(np.float32), r"logits: expected dtype float64"),
-        ("sigma", np.zeros((4, 3, 2)), r"sigma: expected standard deviations > 0, got a minimum of 0\.0"),
-        ("sigma", np.full((4, 3, 2), np.nan), r"sigma: expected standard deviations > 0"),
-        ("rho", np.ones((4, 3)), r"rho: expected correlations strictly inside \(-1, 1\), got 1\.0"),
-    ]:
-        with pytest.raises(ValueError, match=message):
-            pen.bivariate_gmm_logpdf_forward(**{**good, name: bad})
-    _, cache = pen.bivariate_gmm_logpdf_forward(**good)
-    with pytest.raises(ValueError, match=r"dlogp: expected shape \(\.\.\.\) = \(4,\), got \(3,\)"):
-        pen.bivariate_gmm_logpdf_backward(np.ones(3), cache)
-    with pytest.raises(ValueError, match=r"logit: expected shape \(\.\.\.\) = \(2,\), got \(3,\)"):
-        pen.bernoulli_logpmf_forward(np.zeros(2), np.zeros(3))
-    with pytest.raises(ValueError, match="e: expected dtype float32 or float64, got int64"):
-        pen.bernoulli_logpmf_forward(np.zeros(2, np.int64), np.zeros(2))
-    with pytest.raises(ValueError, match=r"logits: expected at least one mixture component"):
-        pen.bivariate_gmm_logpdf_forward(**mixture(np.random.default_rng(0), (4,), 0))
-
-
-# d. properties --------------------------------------------------------------------------------------------
-
-finite = st.floats(-100, 100)
-
-
-@given(finite, finite, finite, finite, st.floats(1e-2, 1e2), st.floats(1e-2, 1e2), finite)
-def test_one_uncorrelated_component_is_two_independent_gaussians(x, y, m1, m2, s1, s2, logit):
-    inputs = {"xy": np.array([x, y]), "logits": np.array([logit]), "mu": np.array([[m1, m2]]),
-              "sigma": np.array([[s1, s2]]), "rho": np.array([0.0])}
-    expected = stats.norm.logpdf(x, m1, s1) + stats.norm.logpdf(y, m2, s2)
-    np.testing.assert_allclose(gmm(**inputs), expected, rtol=1e-10, atol=1e-10)
-
-
-@given(st.integers(1, 5).flatmap(lambda K: st.tuples(st.permutations(range(K)), st.integers(0, 2**32 - 1))),
-       st.floats(-1e3, 1e3))
-def test_permuting_components_and_shifting_logits_change_nothing(perm_and_seed, c):
-    perm, seed = perm_and_seed
-    inputs = mixture(np.random.default_rng(seed), (3,), len(perm))
-    expected = gmm(**inputs)
-    permuted = {k: v if k == "xy" else v[:, list(perm)] for k, v in inputs.items()}
-    np.testing.assert_allclose(gmm(**permuted), expected, rtol=1e-12, atol=1e-12)
-    shifted = {**inputs, "logits": inputs["logits"] + c}
-    np.testing.assert_allclose(gmm(**shifted), expected, rtol=1e-9, atol=1e-9)
-
-
-def extreme(shape, low, high):
-    return arrays(np.float64, shape, elements=st.floats(low, high))
-
-
-@given(st.integers(1, 3).flatmap(lambda K: st.tuples(
-    extreme((2, 2), -1e2, 1e2), extreme((2, K), -1e4, 1e4), extreme((2, K, 2), -1e2, 1e2),
-    extreme((2, K, 2), 1e-4, 1e2), extreme((2, K), -1 + 1e-6, 1 - 1e-6), extreme((2,), -1e4, 1e4))))
-def test_finite_for_extreme_valid_inputs(arrays_):
-    xy, logits, mu, sigma, rho, pen_logit = arrays_
-    logp, cache = pen.bivariate_gmm_logpdf_forward(xy, logits, mu, sigma, rho)
-    assert logp.shape == (2,) and np.all(np.isfinite(logp))
-    for g, x in zip(pen.bivariate_gmm_logpdf_backward(np.ones(2), cache), (xy, logits, mu, sigma, rho)):
-        assert g.shape == x.shape and np.all(np.isfinite(g))
-    for e in (np.zeros(2), np.ones(2)):
-        lp, bcache = pen.bernoulli_logpmf_forward(e, pen_logit)
-        assert np.all(np.isfinite(lp)) and np.all(lp <= 0)
-        assert np.all(np.isfinite(pen.bernoulli_logpmf_backward(np.ones(2), bcache)))
-
-
-@given(st.lists(st.integers(1, 3), max_size=3).map(tuple), st.integers(1, 4))
-def test_shapes_preserved(lead, K):
-    inputs = mixture(np.random.default_rng(0), lead, K)
-    logp, cache = pen.bivariate_gmm_logpdf_forward(**inputs)
-    assert logp.shape == lead
-    grads = pen.bivariate_gmm_logpdf_backward(np.ones(lead), cache)
-    assert [g.shape for g in grads] == [inputs[k].shape for k in NAMES]
-    lp, bcache = pen.bernoulli_logpmf_forward(np.ones(lead), np.zeros(lead))
-    assert lp.shape == pen.bernoulli_logpmf_backward(np.ones(lead), bcache).shape == lead
+    inputs = {"e": rng.integers(0, 2, size=(7, 5)).astype(np.float64), "logit": rng.normal(scale=20.0, size=(7, 5))}
+    assert_twins_agree(readable, pen, lambda m, **i: m.bernoulli_logpmf_forward(**i),
+                       lambda m, d, cache: m.bernoulli_logpmf_backward(d, cache), inputs)
