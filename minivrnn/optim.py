@@ -34,8 +34,9 @@ class Adam:
     def _groups(self, params, names):
         """The parameters ``names`` by dtype, as (names, flat views of the parameters, m, v): the moments of a
         group live in one flat array each (``self.m[name]`` and ``self.v[name]`` are views of them), so that the
-        kernel takes two tuples of arrays, not four (Numba unboxes every array of a tuple at every call: ~0.07 us
-        each). Built the first time, then reused while the same parameter and moment arrays are in place."""
+        kernel takes two tuples of arrays, not four (Numba unboxes every array of a tuple at every call, a cost
+        per array; measured: docs/performance.md, "Adam and the shape checks"). Built the first time, then
+        reused while the same parameter and moment arrays are in place."""
         last = self._layout
         if (last is not None and last.names == names and last.m is self.m and last.v is self.v
                 and all(map(is_, map(params.__getitem__, names), last.params))

@@ -78,9 +78,9 @@ def log_softmax_forward(a):
 
 
 # --- scalar helpers, shared by every kernel that needs them (the recurrences, the chain) ----------------
-# Each is branch-free arithmetic on vecmath's exp, expm1 and log1p, so a loop over them vectorises (a libm
-# call per element costs 2-9 ns; these cost well under 1 ns). tests/fast/test_activations.py holds them to a
-# few units in the last place of NumPy's functions.
+# Each is branch-free arithmetic on vecmath's exp, expm1 and log1p, so a loop over them vectorises and costs a
+# fraction of a libm call per element (measured: docs/performance.md, "Polynomial exp and log").
+# tests/fast/test_activations.py holds them to a few units in the last place of NumPy's functions.
 
 
 @scalar_helper
@@ -121,8 +121,8 @@ def softplus_scalar(a, one):
 @kernel
 def softplus_kernel(a, offset, y, slope):
     """y = softplus(a) + offset, slope = sigmoid(a) (1-D arrays; ``offset`` of a's dtype): softplus_scalar's
-    lines in two passes, e = exp(-|a|) first (kept in ``slope``), each pass short enough to vectorise well (1.7 ns per
-    element instead of 2.7)."""
+    lines in two passes, e = exp(-|a|) first (kept in ``slope``), each pass short enough to vectorise well
+    (faster than one pass; measured: docs/performance.md, "Polynomial exp and log")."""
     one = a.dtype.type(1.0)
     zero = one - one
     for i in range(a.size):

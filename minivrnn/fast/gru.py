@@ -45,7 +45,8 @@ def gru_cell_forward(params, x, h):
 
 def packed_cell_forward(packed, x, h):
     """gru_cell_forward with the gates already packed (``pack(params)``) and the shapes already checked: a
-    generation loop packs once for all its steps (at the paper-ish size, packing copied 9 MB at every step)."""
+    generation loop packs once for all its steps, instead of copying every gate weight again at every step
+    (measured: docs/performance.md, "Products over all T*B rows")."""
     W_i, W_h, b_i, b_h = packed
     h = np.ascontiguousarray(h)
     a_i = matmul(x, W_i) + b_i  # (B, 3H)
@@ -131,7 +132,8 @@ def gru_gates_step(a_i, a_h, h, gates, h_new):
 def gru_gates_step_backward(dh_new, a_h, h, gates, da_i, da_h, dh):
     """Backward of gru_gates_step, line by line in reverse: writes da_i, da_h (B, 3H) and dh = dh_new * u
     (the direct path only; the caller adds da_h @ W_h.T). Each gate's part of a row is read through its own
-    view (with offsets into one row LLVM does not vectorise the loop: 2x slower in float32)."""
+    view (with offsets into one row LLVM does not vectorise the loop; measured: docs/performance.md, "The
+    sequential chain in compiled loops")."""
     B, H = h.shape
     one = h.dtype.type(1.0)
     for b in range(B):

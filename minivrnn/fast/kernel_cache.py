@@ -3,7 +3,8 @@
 Numba checks a cached kernel against its own source file only. A kernel that calls a helper from another file
 (the chain calls the GRU's gate step, the gates call vecmath's exp) would keep the helper's old machine code
 after that other file changes: after an update, a run could silently use old code (or, as seen while
-developing, a mix that ran 8x slower). So minivrnn's kernels are cached in a folder of their own,
+developing, a much slower mix of old and new; docs/performance.md, "The kernel cache"). So minivrnn's
+kernels are cached in a folder of their own,
 
     <package>/__pycache__/numba-<key>/<subpackage>/      (e.g. minivrnn/__pycache__/numba-3f2a.../fast/)
 
@@ -11,7 +12,8 @@ where ``<key>`` hashes every .py file of the package (paths and contents), the v
 Numba and llvmlite, and whether the plain kernels are forced (fast/jit.py, MINIVRNN_FORCE_PLAIN_KERNELS).
 Changed sources give a new folder, so old machine code is never served, and nothing needs deleting: importing
 minivrnn deletes no file. Old folders are left behind; ``python -m minivrnn.fast.kernel_cache --prune``
-removes every folder but the current one (never done on import). Hashing the ~40 files takes a few ms.
+removes every folder but the current one (never done on import). Hashing the sources on import is cheap
+(measured: docs/performance.md, "The kernel cache").
 
 Where the folder goes, first that is writable:
 - ``$NUMBA_CACHE_DIR/minivrnn-<key>/`` if the user set NUMBA_CACHE_DIR (or ``cache_dir`` in .numba_config.yaml);

@@ -10,14 +10,15 @@ the rows.
 
 OpenBLAS copies ("packs") both operands into its own layout on every call, which for a skinny product
 costs as much as the arithmetic; but at M*N*K <= 1e6 it takes a small-matrix path that reads the operands
-as they are (measured with its SkylakeX kernels: 150-210 GFLOP/s there against 80-105 just above; its
-Haswell kernels have no such path and gain nothing, nor lose). Two kinds of product are cut to fit:
+as they are, much faster than a packed product just above that size with its SkylakeX kernels (its Haswell
+kernels have no such path and gain nothing, nor lose; measured: docs/performance.md, "Products over all T*B
+rows"). Two kinds of product are cut to fit:
 - inside the sequential chain, B rows (one per sequence) times a whole weight matrix at every time step:
   ``chain_operand`` cuts the weight once per training step into blocks of 64 columns, and ``dot_blocks``
   multiplies by them one tile at a time, 128 rows of a block deep, adding each tile's product into the
-  output inside BLAS (ops/blas.py). A tile (128 x 64) and its slice of the left operand (32 x 128) stay in
-  the core's first-level cache: measured at 32 rows, 150-190 GFLOP/s against 118-155 for whole column blocks
-  or the product turned round (out.T = W.T @ a.T);
+  output inside BLAS (blas.py). A tile (128 x 64) and its slice of the left operand (32 x 128) stay in
+  the core's first-level cache, so tiles run faster than whole column blocks or the product turned round
+  (out.T = W.T @ a.T) (measured: docs/performance.md, "The chain's products in tiles");
 - over all T*B rows with a small weight (the tiny model's): blocks of rows, one small product each.
 """
 from functools import lru_cache
@@ -31,9 +32,9 @@ from . import threads
 
 
 # Multiply-adds (rows * I * O, a whole product) below which a product stays one BLAS call (threads.n_chunks).
-# A second thread already pays from ~1e6 (800 rows by 64 by 32), but the parallel kernels take seconds to
-# compile: kept above the tiny model's largest product (5e6), a newcomer's first `--tiny` run never compiles
-# them; speech-sized products (2e7 and up) split.
+# A second thread already pays for much smaller products, but the parallel kernels take seconds to compile:
+# kept above the tiny model's largest product, a newcomer's first `--tiny` run never compiles them, while
+# speech-sized products split (measured: docs/performance.md, "Products over all T*B rows").
 PARALLEL_MIN_WORK = 8_000_000
 
 
@@ -41,15 +42,15 @@ PARALLEL_MIN_WORK = 8_000_000
 SMALL_GEMM_MNK = 1_000_000
 
 # A product whose weight side has at most this many entries (I * O) runs on one thread as blocks of rows under
-# SMALL_GEMM_MNK: measured 1.2-1.5x faster at the tiny model's sizes (800 rows by 32 by 96, say). With bigger
-# weights the blocks get too thin to gain.
+# SMALL_GEMM_MNK, faster than one packed product at the tiny model's sizes (measured: docs/performance.md,
+# "Products over all T*B rows"). With bigger weights the blocks get too thin to gain.
 ROW_BLOCK_MAX_IO = 10_000
 
 
 # A product with at most this many rows and a weight of at least this many entries (a generation step's: B
-# rows by a whole weight) runs turned round, (b.T @ a.T).T, which NumPy's OpenBLAS does faster at these shapes:
-# measured on one thread, GFLOP/s, 32 x 1024 x 1536 114 against 76, 32 x 512 x 1536 110 / 95, 32 x 1024 x 512
-# 115 / 113; but with a small weight slower (16 x 64 x 96: 75 / 112).
+# rows by a whole weight) runs turned round, (b.T @ a.T).T, which NumPy's OpenBLAS does faster at these shapes;
+# with a small weight it is slower, hence both thresholds (measured: docs/performance.md, "Products over all
+# T*B rows").
 SKINNY_MAX_ROWS = 64
 SKINNY_MIN_IO = 262_144
 
@@ -92,8 +93,8 @@ def matmul_tn(a, b, out=None):
 
 def sum_rows(a):
     """a.sum(axis=0) for a (N, O): the sum over the N rows, e.g. a bias gradient, as the product ones (N,) @ a
-    (BLAS's matrix-vector product: at 800 rows, 0.9 us for 4 columns and 3.8 for 96, against 2.0 and 5.6 for a
-    compiled pass adding row after row, and ~5x more for NumPy's reduction)."""
+    (BLAS's matrix-vector product, faster than a compiled pass adding row after row and much faster than
+    NumPy's reduction; measured: docs/performance.md, "Products over all T*B rows")."""
     return ones(a.shape[0], a.dtype) @ a
 
 
@@ -107,17 +108,15 @@ def ones(n, dtype):
 
 
 # The chain's tiles: blocks of TILE_WIDTH columns, multiplied TILE_DEPTHS[0] rows deep (fewer where B is so large
-# that a tile product would leave the small-matrix path). Measured on one thread at 32 rows, weights out of
-# the second-level cache as in the loop, GFLOP/s, tiles of 64 x 128 against the former column blocks or turned
-# round: 32 x 1536 x 512 150 / 118, 32 x 512 x 2048 151-165 / 134, 32 x 512 x 512 151 / 136, 32 x 128 x 512
-# 185 / 154, 32 x 384 x 128 184 / 149; 16 x 1536 x 512 124 / 104. Tiles 32 wide by 256 deep come close (152
-# at 1536 deep), 64 by 256 fall back to ~131.
+# that a tile product would leave the small-matrix path). Tiles of 64 x 128 beat the former column blocks and
+# the product turned round at every chain shape measured, and the other tile shapes tried (32 or 64 wide by
+# 256 deep) did no better (measured: docs/performance.md, "The chain's products in tiles").
 TILE_WIDTH = 64
 TILE_DEPTHS = (128, 64, 32)
 
-# A product with fewer multiply-adds than this (rows * K * N) stays one call: tiles cost a call each, ~0.1 us,
-# which the tiny model's products (16 x 32 x 128: 0.71 us whole, 0.87 us as 2 tiles) cannot repay; from about
-# here they gain (32 x 128 x 128: 7.0 us whole, 5.7 as 2 tiles; 32 x 64 x 256: 7.2 / 6.0).
+# A product with fewer multiply-adds than this (rows * K * N) stays one call: tiles cost a call each, which the
+# tiny model's products cannot repay; from about here they gain (measured: docs/performance.md, "The chain's
+# products in tiles").
 TILED_MIN_WORK = 2**19
 
 
@@ -187,8 +186,8 @@ def _joined_shape(pieces):
 
 
 def _joined(pieces):
-    """np.block(pieces): a copy only when there is more than one piece (and np.concatenate, ~10x less overhead
-    than np.block, for a single row or a single column of pieces)."""
+    """np.block(pieces): a copy only when there is more than one piece (and np.concatenate, with far less
+    overhead than np.block, for a single row or a single column of pieces)."""
     if len(pieces) == 1:
         return pieces[0][0] if len(pieces[0]) == 1 else np.concatenate(pieces[0], axis=1)
     if all(len(row) == 1 for row in pieces):

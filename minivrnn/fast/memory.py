@@ -7,10 +7,9 @@ A training step allocates and frees the same (T, B, ...) arrays every time. glib
 allocation above its mmap threshold (128 KiB at first, adjusted as the program runs) straight to the kernel
 and back, so such an array costs a page fault per 4 KiB page each time it is first written. With the
 threshold fixed at 32 MiB (glibc's largest) and the heap never trimmed below 64 MiB of free space, the
-arrays are reused instead. Measured on the tiny configuration, 300 training steps: 145k-248k page faults and
-2.0-2.8 ms per step before (it varies from run to run), 25k and 1.9 ms after. PyTorch's allocator is not
-affected. Our commands (train, evaluate, sample, bench) call ``keep_freed_memory()`` once at start; the
-library itself leaves malloc alone.
+arrays are reused instead: far fewer page faults and a faster step (measured: docs/performance.md,
+"Memory"). PyTorch's allocator is not affected. Our commands (train, evaluate, sample, bench) call
+``keep_freed_memory()`` once at start; the library itself leaves malloc alone.
 """
 import ctypes
 import mmap
@@ -40,13 +39,11 @@ def keep_freed_memory():
 
 # --- arrays on 2 MiB pages ------------------------------------------------------------------------------
 #
-# The chain's loop (chain.py) reads every weight it multiplies by once per time step, 7.4 MB of them per step at
-# the paper-ish size: more than the core's second-level cache, so they stream in again at every step. On 4 KiB
-# pages that is ~1,800 address translations per step, each a miss in the translation cache (the TLB) and a
-# page-table walk. On 2 MiB pages (Linux's transparent huge pages, asked for with madvise) it is four. Measured
-# on one thread, 32-row products cycling through 16 MB of weights (two runs, at different times of day):
-# 124-144 GFLOP/s on 4 KiB pages, 137-160 on 2 MiB; the paper-ish chain loops 46 -> 42 ms forward and
-# 45.5 -> 43 ms backward.
+# The chain's loop (chain.py) reads every weight it multiplies by once per time step; at the paper-ish size
+# they are more than the core's second-level cache holds, so they stream in again at every step. On 4 KiB
+# pages that is one address translation per page per step, each a miss in the translation cache (the TLB) and
+# a page-table walk. On 2 MiB pages (Linux's transparent huge pages, asked for with madvise) it is a handful,
+# and the chain's products and loops run measurably faster (measured: docs/performance.md, "Memory").
 
 HUGE_PAGE = 2 * 2**20
 

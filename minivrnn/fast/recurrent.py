@@ -46,7 +46,8 @@ def masked_update_backward(m, dout, dnew, dold):
 @kernel
 def copy_rows(src, dst):
     """dst = src for two (n, m) arrays, as a loop. The kernels copy with it instead of ``dst[:] = src``, which
-    also compiles Numba's formatted shape-mismatch error: ~2 s of the first run's compilation, for a copy."""
+    also compiles Numba's formatted shape-mismatch error: a noticeable part of a first run's compilation, for
+    a copy (measured: docs/performance.md, "The kernel cache")."""
     for i in range(src.shape[0]):
         for j in range(src.shape[1]):
             dst[i, j] = src[i, j]

@@ -1,10 +1,10 @@
 """exp, expm1, log and log1p written as straight-line arithmetic, so that a loop calling them vectorises.
 
-Numba compiles ``np.exp`` and ``np.log`` inside a loop to one libm call per element (~2-9 ns each, never
-vectorised without fastmath and SVML). Every GRU/LSTM gate and every standard deviation needs one, so in a
-small model they were most of the recurrence's time. Here each function is range reduction plus a
-polynomial, with no branches (only selects) and no calls, which LLVM turns into SIMD code (8 float32 per
-instruction on the machines here): ~0.6-0.8 ns per element instead of 2-9.
+Numba compiles ``np.exp`` and ``np.log`` inside a loop to one libm call per element (never vectorised
+without fastmath and SVML). Every GRU/LSTM gate and every standard deviation needs one, so in a small model
+they were most of the recurrence's time. Here each function is range reduction plus a polynomial, with no
+branches (only selects) and no calls, which LLVM turns into SIMD code, several elements per instruction: a
+fraction of a libm call's cost per element (measured: docs/performance.md, "Polynomial exp and log").
 
     exp(x)    = 2^n e^r,  n = round(x / ln 2),  r = x - n ln 2 in [-ln2/2, ln2/2],
                 e^r = 1 + r q(r),  q(r) = sum_k r^k / (k+1)!   (Taylor, to degree 7 in float32, 12 in float64)
@@ -14,9 +14,9 @@ instruction on the machines here): ~0.6-0.8 ns per element instead of 2-9.
     log1p(e)  = log(u) * e / (u - 1),  u = 1 + e                 (Goldberg, 1991: corrects u's rounding)
 
 2^n is built from its bits (the exponent field), in two factors so that subnormal and overflowing results
-come out right. Each is within 1-3 ulps of NumPy's (tests/fast/test_vecmath.py measures it). The same code
-serves float32 and float64: the functions are Numba overloads that pick their constants by dtype when
-compiled. Called from Python they are NumPy's own functions.
+come out right. Each stays within a few ulps of NumPy's (tests/fast/test_vecmath.py holds it there). The
+same code serves float32 and float64: the functions are Numba overloads that pick their constants by dtype
+when compiled. Called from Python they are NumPy's own functions.
 
 For a loop to vectorise, the rest of its body must allow it too: no Python division checks (``jit.py``),
 helpers inlined (``jit.scalar_helper``), and few enough arrays, each read through its own row view.
