@@ -22,7 +22,7 @@ from torch.distributions import (
     kl_divergence,
 )
 
-RHO_CLIP = 8.0  # the pen output's correlation is tanh(a) with a clipped to +-RHO_CLIP (minivrnn/heads.py)
+RHO_CLIP = 8.0  # the pen output's correlation is tanh(a) with a clipped to +-RHO_CLIP (minivrnn/ops/heads.py)
 NO_CHECK = {"validate_args": False}  # padded steps hold junk (e.g. a pen bit of 7): let it through
 GATES = {"gru": "rzn", "lstm": "ifgo"}  # PyTorch's gate order inside weight_ih / weight_hh
 

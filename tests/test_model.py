@@ -148,14 +148,13 @@ def test_bad_inputs_are_value_errors_naming_the_argument():
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("n_layers, layout", [(1, "one block"), (2, "one block"), (1, "tiles"), (2, "tiles"),
                                               (1, "tiles from pieces"), (2, "tiles from pieces")])
-def test_chain_kernels_match_the_python_loop(cell, n_layers, layout, monkeypatch):
-    """The compiled chain (minivrnn/chain.py) against the readable loop in tests/reference/chain.py; ``layout``
-    says how the loop's products multiply by their weights (ops/matmul.py): each weight whole, or in tiles (the
-    size limits lowered so that even these small weights are cut, with a ragged last tile both ways), the tiles
-    copied from the joined weights or, where the pieces are whole blocks wide, from the parameters themselves."""
+def test_the_compiled_chain_matches_the_readable_engine_in_every_layout(cell, n_layers, layout, monkeypatch):
+    """The compiled chain (minivrnn/fast/chain.py) inside the whole training step, against the readable engine
+    (minivrnn/readable.py); ``layout`` says how the loop's products multiply by their weights (fast/matmul.py):
+    each weight whole, or in tiles (the size limits lowered so that even these small weights are cut, with a
+    ragged last tile both ways), the tiles copied from the joined weights or, where the pieces are whole blocks
+    wide, from the parameters themselves."""
     import minivrnn.fast.matmul as mm
-    from minivrnn.fast.chain import chain_backward, chain_forward
-    from tests.reference import chain as ref
 
     h_dim = 5 if layout == "one block" else 8
     if layout != "one block":  # W_hcat = [W_enc0h | W_h] (8, 4 + 3 or 4 x 8), tiles 3, 3 and 2 rows deep
@@ -173,28 +172,17 @@ def test_chain_kernels_match_the_python_loop(cell, n_layers, layout, monkeypatch
                         cell=cell)
     params = init_params(config, seed=7)
     rng = np.random.default_rng(8)
-    T, B, F = 6, 4, config.feat_dim
-    px = np.abs(rng.normal(size=(T, B, F)))
+    T, B = 6, 4
+    x = rng.normal(size=(T, B, config.x_dim))
     mask = (np.arange(T)[:, None] < np.array([6, 2, 4, 1])[None]).astype(float)
     eps = rng.normal(size=(T, B, config.z_dim))
     state0 = tuple(rng.normal(size=(B, config.h_dim)) * 0.5 for _ in range(config.n_state))
-    out, cache = chain_forward(params, config, px, mask, eps, state0)
-    loop, h_prevs, dec_in, state = ref._vrnn_loop_forward(params, config, px, mask, eps, state0)
-    np.testing.assert_allclose(out["h_prevs"], h_prevs, rtol=1e-10)
-    np.testing.assert_allclose(out["pz"], dec_in[..., :F], rtol=1e-10)
-    np.testing.assert_allclose(out["q_mu"], loop["q_mu"], rtol=1e-10)
-    np.testing.assert_allclose(out["q_sigma"], loop["q_sigma"], rtol=1e-10)
-    for a, b in zip(out["final_state"], state):
-        np.testing.assert_allclose(a, b, rtol=1e-10)
-    dpz, dh_prevs = rng.normal(size=(T, B, F)), rng.normal(size=(T, B, config.h_dim))
-    dq_mu, dq_sigma = rng.normal(size=(T, B, config.z_dim)), rng.normal(size=(T, B, config.z_dim))
-    dpx, grads = chain_backward(cache, dpz, dh_prevs, dq_mu, dq_sigma)
-    ref_grads = {}
-    ref_dpx = ref._vrnn_loop_backward(loop, config, mask, dpz, dh_prevs, dq_mu, dq_sigma, ref_grads)
-    np.testing.assert_allclose(dpx, ref_dpx, rtol=1e-10, atol=1e-12)
-    assert set(grads) == set(ref_grads)
-    for k in grads:
-        np.testing.assert_allclose(grads[k], ref_grads[k], rtol=1e-10, atol=1e-12, err_msg=k)
+    fast, slow = (loss_and_grads(params, config, x, mask, eps, state0=state0, engine=engine)
+                  for engine in ("compiled", "readable"))
+    np.testing.assert_allclose(fast[0], slow[0], rtol=1e-12)
+    assert set(fast[1]) == set(slow[1])
+    for k in fast[1]:
+        np.testing.assert_allclose(fast[1][k], slow[1][k], rtol=1e-10, atol=1e-12, err_msg=k)
     if layout != "one block":  # W_hcat's first piece, W_enc0h (8, 4), copied on its own only in whole blocks of 4
         W_enc0h = [W for W in copied if W.shape == (8, 4) and np.shares_memory(W, params["enc.l0.W"])]
         assert len(W_enc0h) == (1 if layout == "tiles from pieces" else 0)

@@ -1,7 +1,7 @@
 """``gemm(a, b, out, accumulate)``: out = a @ b, or out += a @ b, straight through BLAS's sgemm/dgemm.
 
 Inside a kernel ``np.dot(a, b, out)`` can only overwrite ``out``. The chain's products are cut into tiles
-(ops/matmul.py, ``chain_operand``), each a sum over slices of the inner dimension; ``accumulate=True`` adds
+(matmul.py, ``chain_operand``), each a sum over slices of the inner dimension; ``accumulate=True`` adds
 each slice's product into ``out`` inside BLAS itself (its beta = 1), with no extra pass over memory. It calls
 the same function ``np.dot`` does in compiled code, Numba's ``numba_xxgemm``, which finds SciPy's BLAS.
 

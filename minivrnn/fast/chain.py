@@ -2,7 +2,7 @@
 
 Only this chain needs a loop over time: z_t depends on h_{t-1}, and h_t on z_t. Everything else (phi_x of
 every frame, the prior, the decoder, the KL and the log-likelihood) runs over all T*B rows at once in
-model.py. So the loop here does just the products that must be sequential, per time step:
+engine.py. So the loop here does just the products that must be sequential, per time step:
 
     [a_enc0 | a_h] = h_{t-1} @ [W_enc0h | W_h]        one product for both readers of h_{t-1}
     e = ReLU layers of the encoder                    eq. (8)
@@ -17,8 +17,8 @@ and stores every pre-activation's input so that, after the backward loop, each w
 matrix product over all T*B rows (no accumulation inside the loop at all). Sequences are independent, so
 the batch is split into chunks run in parallel (``prange``); each chunk writes only its own rows. The
 loop's products have only B rows each; they multiply by their weight in tiles small enough for OpenBLAS's
-unpacked small-matrix path and the core's first-level cache (``dot_blocks``, ops/matmul.py), and the
-element-wise passes are written over row views so that they vectorise (ops/vecmath.py).
+unpacked small-matrix path and the core's first-level cache (``dot_blocks``, matmul.py), and the
+element-wise passes are written over row views so that they vectorise (vecmath.py).
 """
 import types
 from contextlib import contextmanager
@@ -181,7 +181,7 @@ def _weights(params, config, dtype):
 
 
 def _operands(loop, names, B, n_chunks):
-    """The loop's weights in the form ``dot_blocks`` (ops/matmul.py) multiplies one chunk's rows by: blocks of
+    """The loop's weights in the form ``dot_blocks`` (matmul.py) multiplies one chunk's rows by: blocks of
     columns, multiplied a tile at a time. The blocks are rewritten at every call into the same arrays, on 2 MiB
     pages (memory.py: the loop streams them in at every time step, and on 4 KiB pages that costs ~8 % of it)."""
     rows = -(-B // n_chunks)

@@ -1,4 +1,4 @@
-"""ops/blas.py's gemm, compiled: out = a @ b or out += a @ b, on views, in both float types."""
+"""fast/blas.py's gemm, compiled: out = a @ b or out += a @ b, on views, in both float types."""
 import numpy as np
 import pytest
 from numba import njit
