@@ -4,9 +4,10 @@ docs/equations.md ("Closed forms") gives, per dimension,
     log(s_p / s_q) + (s_q^2 + (mu_q - mu_p)^2) / (2 s_p^2) - 1/2.
 With v = log(s_q / s_p) and t = (mu_q - mu_p) / s_p this is the same number written as
     0.5 * (expm1(2 v) - 2 v + t^2),
-which is what we compute: expm1(2 v) >= 2 v holds even after rounding (2 v is exact), so every term, and
-hence the KL, is >= 0 in float32 too, and it is exactly 0 when q equals p. The textbook form subtracts
-nearly equal numbers when q is close to p and can round below 0.
+which is what we compute: w = 2 v is one float, passed to expm1 and subtracted, so a term is >= 0 whenever the
+computed expm1(w) is >= w, as a faithfully rounded expm1 gives (docs/equations.md, "Closed forms"); the KL is
+exactly 0 when q equals p. The textbook form subtracts nearly equal numbers when q is close to p and can round
+below 0.
 """
 import numpy as np
 
