@@ -11,10 +11,10 @@ they are compiled with (fast/kernel_cache.py), so a change to any file never ser
 """
 from pathlib import Path
 
-from .fast import jit as _jit
-from .fast.kernel_cache import install as _install_kernel_cache
+from .fast.jit import FORCED_PLAIN
+from .fast.kernel_cache import install as install_kernel_cache
 
-_install_kernel_cache(Path(__file__).parent, plain=_jit.FORCED_PLAIN)  # before any kernel is defined
+install_kernel_cache(Path(__file__).parent, plain=FORCED_PLAIN)  # before any kernel is defined
 
 from .model import VRNNConfig, init_params, loss_and_grads  # noqa: E402  (after the cache is keyed)
 
