@@ -59,13 +59,11 @@ def backward(cache):
     """Backprop through time for ``forward``: the gradients of the loss, keyed like ``params``."""
     config, B, steps = cache["config"], cache["B"], cache["steps"]
     grads = {}
-    dstate = None  # d loss / d state_T: nothing after the last step reads it (zeros, made at the first step)
+    dstate = tuple(np.zeros_like(s) for s in steps[-1]["state"])  # d loss / d state_T: nothing reads state_T
     for step in reversed(steps):
         m = step["mask"]  # (B,)
         dnll = np.full_like(m, 1 / B)  # d loss / d nll_t of each sequence (the step applies the mask)
         dkl = np.full_like(m, cache["kl_weight"] / B)  # d loss / d kl_t
-        if dstate is None:
-            dstate = tuple(np.zeros_like(s) for s in step["state"])
         if config.latent:
             dstate, step_grads = vrnn_step_backward(dnll, dkl, dstate, step)
         else:
