@@ -16,7 +16,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .evaluation import elbo_and_importance
 from .fast.memory import keep_freed_memory
 from .fast.threads import single_threaded_blas
-from .cli import DefaultsFormatter, positive
+from .cli import DefaultsFormatter, non_negative_int, positive
 
 positive_int = positive(int)
 
@@ -29,7 +29,7 @@ def build_parser():
     p.add_argument("--split", choices=("test", "valid", "train"), default="test", help="which split")
     p.add_argument("--data", default=None, help="data source [default: the one the model was trained on]")
     p.add_argument("--batch-size", type=positive_int, default=32, help="sequences per forward pass")
-    p.add_argument("--seed", type=int, default=0, help="seeds the importance samples")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seeds the importance samples")
     return p
 
 
@@ -42,6 +42,10 @@ def main(argv=None):
     except (CheckpointError, datalib.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # writing the CSV beside the checkpoint: a read-only folder, a full disk, ...
+        print(f"error: {e.filename or args.checkpoint}: cannot write the per-sequence values "
+              f"({e.strerror or e})", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -50,12 +54,19 @@ def main(argv=None):
 def evaluate(args):
     ck = load_checkpoint(args.checkpoint)
     config, source = ck["config"], ck["train_state"].get("data", {})
-    splits = datalib.load_splits(args.data or source.get("source"), frame_size=source.get("frame_size", 200),
+    if args.data is None and "source" not in source:
+        raise CheckpointError(f"{args.checkpoint}: train_state/data/source: missing, so the data it was "
+                              f"trained on is unknown; name the data with --data")
+    splits = datalib.load_splits(args.data or source["source"], frame_size=source.get("frame_size", 200),
                                  heldout=source.get("heldout", "utterance"), seed=source.get("seed", 0),
                                  dtype=np.float64)  # the run's own splits: its test split was never trained on
     if splits.x_dim != config.x_dim:
         raise datalib.DataError(splits.source, f"frames have {splits.x_dim} dimensions but the checkpoint "
                                                f"expects x_dim = {config.x_dim}")
+    if (splits.kind == "handwriting") != (config.output == "pen"):  # the pen output reads (dx, dy, pen_up)
+        raise datalib.DataError(splits.source, f"is {splits.kind} data but the checkpoint {args.checkpoint} has "
+                                               f"the {config.output_kind} output (pen strokes go with the pen "
+                                               f"output, and only they)")
     seqs = getattr(splits, args.split)
     params = {k: v.astype(np.float64) for k, v in ck["params"].items()}
     rng = np.random.default_rng(args.seed)

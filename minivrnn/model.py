@@ -41,19 +41,22 @@ class VRNNConfig:
     output: str = "auto"  # "auto" follows `model` (gauss or gmm); "pen" for (dx, dy, pen_up) strokes
 
     def __post_init__(self):
-        if self.model not in MODELS:
-            raise ValueError(f"model: expected one of {', '.join(MODELS)}, got {self.model!r}")
-        if self.cell not in ("gru", "lstm"):
-            raise ValueError(f"cell: expected 'gru' or 'lstm', got {self.cell!r}")
-        if self.output not in ("auto", "pen"):
-            raise ValueError(f"output: expected 'auto' or 'pen', got {self.output!r}")
+        # Real integers only: a bool, a float such as 32.5 or a string such as "32" (a hand-edited checkpoint's
+        # config) would otherwise pass int(x) >= 1 and fail later, far from the cause.
+        for name in ("x_dim", "z_dim", "h_dim", "feat_dim", "n_layers", "n_mix"):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        sigma_min = self.sigma_min
+        if (isinstance(sigma_min, (bool, np.bool_)) or not isinstance(sigma_min, (int, float, np.integer, np.floating))
+                or not (np.isfinite(sigma_min) and sigma_min > 0)):
+            raise ValueError(f"sigma_min: expected a finite positive float, got {sigma_min!r}")
+        for name, allowed in (("model", MODELS), ("cell", ("gru", "lstm")), ("output", ("auto", "pen"))):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in allowed:
+                raise ValueError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
         if self.output == "pen" and self.x_dim != 3:
             raise ValueError(f"x_dim: the pen output needs x_dim = 3 (dx, dy, pen_up), got {self.x_dim}")
-        for name in ("x_dim", "z_dim", "h_dim", "feat_dim", "n_layers", "n_mix"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if not self.sigma_min > 0:
-            raise ValueError(f"sigma_min: expected > 0, got {self.sigma_min}")
 
     @property
     def latent(self):

@@ -12,31 +12,51 @@ import numpy as np
 from .checkpoint import CheckpointError, load_checkpoint
 from .fast.memory import keep_freed_memory
 from .sampling import sample
-from .cli import DefaultsFormatter
+from .cli import DefaultsFormatter, non_negative_int, positive
+
+MEMORY_FRACTION = 0.5  # refuse a generation whose arrays would need more than this share of physical memory
 
 
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m minivrnn.sample", description=__doc__.split("\n\n")[0],
                                 formatter_class=DefaultsFormatter)
     p.add_argument("checkpoint", help="a .npz written by python -m minivrnn.train (e.g. runs/.../best.npz)")
-    p.add_argument("--steps", type=int, default=100, help="time steps T to generate")
-    p.add_argument("--n", type=int, default=4, help="sequences to generate")
-    p.add_argument("--seed", type=int, default=0, help="seeds the draws")
+    p.add_argument("--steps", type=positive(int), default=100, help="time steps T to generate")
+    p.add_argument("--n", type=positive(int), default=4, help="sequences to generate")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seeds the draws")
     p.add_argument("--out", default=None, help="output folder [default: the checkpoint's folder]")
     return p
 
 
+def physical_memory():
+    """Bytes of physical memory (os.sysconf), or None where the system does not say."""
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return pages * page_size if pages > 0 and page_size > 0 else None
+
+
+def generation_bytes(config, n_steps, n_sequences):
+    """A generous estimate of the memory a generation needs: per step and sequence, float64 values for the
+    noise (z and the decoder's draws), the samples and the copies denormalising makes (about 6 per dimension)."""
+    return n_steps * n_sequences * (6 * config.x_dim + config.z_dim + 4) * 8
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.steps < 1 or args.n < 1:
-        print("error: --steps and --n must be positive", file=sys.stderr)
-        return 2
     try:
         ck = load_checkpoint(args.checkpoint)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     config, params = ck["config"], ck["params"]
+    need, memory = generation_bytes(config, args.steps, args.n), physical_memory()
+    if memory is not None and need > MEMORY_FRACTION * memory:
+        print(f"error: --n {args.n} --steps {args.steps}: generating {args.n} x {args.steps} frames of "
+              f"x_dim = {config.x_dim} needs about {need / 2**30:,.1f} GiB, more than {MEMORY_FRACTION:.0%} of "
+              f"this machine's {memory / 2**30:,.1f} GiB; ask for fewer sequences or steps", file=sys.stderr)
+        return 2
     keep_freed_memory()
     xs = sample(params, config, args.steps, args.n, np.random.default_rng(args.seed))  # (T, B, D)
     from .data import Normalizer
@@ -45,10 +65,21 @@ def main(argv=None):
     if normalizer is not None:
         xs = normalizer.denormalize(xs)
     out = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
+    try:
+        wrote = write_outputs(out, xs, ck["data_arrays"])
+    except OSError as e:  # the output folder: a path under a file, read-only, a full disk, ...
+        print(f"error: {e.filename or out}: cannot write the samples ({e.strerror or e})", file=sys.stderr)
+        return 2
+    print(f"wrote {', '.join(wrote)}; samples.npy holds (T, B, D) = {tuple(xs.shape)}")
+    return 0
+
+
+def write_outputs(out, xs, data_arrays):
+    """samples.npy, generated.png and (speech) one .wav per sequence in ``out``; returns the paths written."""
     os.makedirs(out, exist_ok=True)
     npy = os.path.join(out, "samples.npy")
     np.save(npy, xs)
-    kind = str(ck["data_arrays"].get("kind", "series"))
+    kind = str(data_arrays.get("kind", "series"))
     from .plots import plot_samples
 
     png = os.path.join(out, "generated.png")
@@ -57,12 +88,11 @@ def main(argv=None):
     if kind == "speech":  # frames back to 16 kHz waveforms
         from .data import frames_to_waveform, write_wav
 
-        rate = int(ck["data_arrays"].get("sample_rate", 16000)) or 16000
+        rate = int(data_arrays.get("sample_rate", 16000)) or 16000
         for i in range(xs.shape[1]):
             wrote.append(os.path.join(out, f"sample-{i}.wav"))
             write_wav(wrote[-1], np.clip(frames_to_waveform(xs[:, i]), -1, 1), rate)
-    print(f"wrote {', '.join(wrote)}; samples.npy holds (T, B, D) = {tuple(xs.shape)}")
-    return 0
+    return wrote
 
 
 if __name__ == "__main__":
