@@ -6,13 +6,17 @@ checkpoint, and stop early when it stops improving. A run's folder (``--out``) r
 checkpoint to resume from), ``best.npz`` (best validation bound), ``metrics.jsonl`` and PNG plots.
 """
 import argparse
+import errno
+import fcntl
+import glob
 import json
 import os
 import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from operator import is_
 
 import numpy as np
 from tqdm import tqdm
@@ -154,6 +158,12 @@ def interrupt_deferred():
 
 def train(args):
     """Run the training loop described by ``args``; returns the exit code."""
+    with ExitStack() as held:  # the run folder's lock, released however the run ends
+        return run_training(args, held)
+
+
+def run_training(args, held):
+    """The body of ``train``: ``held`` receives the run folder's lock once the folder exists."""
     dtype = np.dtype(args.dtype)
     splits = datalib.load_splits(args.data, frame_size=args.frame_size, heldout=args.heldout, seed=args.seed)
     to_dtype = lambda seqs: [s.astype(dtype) for s in seqs]
@@ -173,6 +183,11 @@ def train(args):
                              f"(missing {', '.join(missing) or 'the optimizer state'})")
         opt = Adam(lr=args.lr)
         opt.load_state_arrays(ck["optimizer_arrays"])
+        for kind, moments in (("m", opt.m), ("v", opt.v)):
+            for name, moment in moments.items():
+                if name in params and moment.shape != params[name].shape:
+                    raise TrainError(f"{checkpoint_path}: Adam's moment adam/{kind}/{name} has shape "
+                                     f"{moment.shape}, the parameter {params[name].shape}")
         state = ck["train_state"]
     else:
         try:
@@ -188,12 +203,30 @@ def train(args):
                           "heldout": args.heldout}}
     state["args"] = {k: getattr(args, k) for k in RUN_FLAGS}
     os.makedirs(args.out, exist_ok=True)
+    held.enter_context(run_folder_lock(args.out))
+    remove_stale_temp_files(args.out)
     data_arrays = splits.to_arrays()  # normalisation statistics, kind, frame size
     metrics_path = os.path.join(args.out, "metrics.jsonl")
+    if args.resume:
+        restore_metrics(metrics_path, state["history"])
+    last_finite = LastFinite(params, opt)
 
-    def save(path=checkpoint_path):
-        save_checkpoint(path, params, config, optimizer_arrays=opt.state_arrays(), train_state=state,
-                        data_arrays=data_arrays)
+    def save(path=checkpoint_path, params=params, optimizer_arrays=None):
+        save_checkpoint(path, params, config, optimizer_arrays=optimizer_arrays or opt.state_arrays(),
+                        train_state=state, data_arrays=data_arrays)
+
+    def stop_diverged(problem, where):
+        """Divergence: save the last state whose parameters and Adam moments were all finite, and say so."""
+        if bar is not None:
+            bar.close()
+        if not last_finite.finite:  # the state this run started from (a resumed checkpoint) was not finite:
+            print(f"error: {problem} {where}; stopped, {checkpoint_path} left as it was", file=sys.stderr)
+            return 3  # ... and is still on disk as it was read: writing it back would save its NaN again
+        with interrupt_deferred():
+            save(params=last_finite.params(), optimizer_arrays=last_finite.optimizer_arrays())
+        print(f"error: {problem} {where}; stopped with the last finite parameters (step "
+              f"{last_finite.step}) in {checkpoint_path} (try a smaller --lr or --clip)", file=sys.stderr)
+        return 3
 
     print(f"minivrnn: {config.model} ({config.cell}) on {args.data}: {len(train_seqs)} training and "
           f"{len(valid_seqs)} validation sequences, x_dim={config.x_dim}, "
@@ -216,43 +249,58 @@ def train(args):
                 noise = np.random.default_rng([args.seed, epoch, b, 1])
                 eps = noise.standard_normal(x.shape[:2] + (config.z_dim,)).astype(dtype)
                 kl_weight = 1.0 if args.kl_warmup <= 0 else min(1.0, (state["step"] + 1) / args.kl_warmup)
-                result, cache = forward(params, config, x, mask, eps, kl_weight=kl_weight)
-                bad = None if np.isfinite(result["loss"]) else f"the loss became {result['loss']}"
-                if bad is None:
-                    grads, norm = clip_by_global_norm(backward(cache), args.clip)
-                    bad = None if np.isfinite(norm) else f"the gradient norm became {norm}"
-                if bad is not None:  # nothing has been applied: the parameters are still the last good ones
-                    bar.close()
-                    with interrupt_deferred():
-                        save()
-                    print(f"error: {bad} at step {state['step']} (epoch {epoch + 1}); stopped with the last "
-                          f"good parameters in {checkpoint_path} (try a smaller --lr or --clip)", file=sys.stderr)
-                    return 3
+                where = f"at step {state['step']} (epoch {epoch + 1})"
+                # (np.errstate: an overflow shows up as the NaN/Inf the checks below report in one line,
+                # not as a RuntimeWarning on the way)
+                try:
+                    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                        result, cache = forward(params, config, x, mask, eps, kl_weight=kl_weight)
+                    bad = None if np.isfinite(result["loss"]) else f"the loss became {result['loss']}"
+                    if bad is None:
+                        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                            grads, norm = clip_by_global_norm(backward(cache), args.clip)
+                        bad = None if np.isfinite(norm) else f"the gradient norm became {norm}"
+                except ValueError as e:
+                    # The inputs are checked (data loader) and the parameters finite (checked after every
+                    # update), so what fails here is a value check inside the model (e.g. a standard deviation
+                    # that overflowed to NaN): the run has diverged, like a NaN loss.
+                    bad = f"the forward pass failed ({e})"
+                if bad is not None:  # nothing has been applied: the parameters are still the last finite ones
+                    return stop_diverged(bad, where)
                 with interrupt_deferred():  # the step and its bookkeeping, whole or not at all
                     opt.update(params, grads)
-                    n_seq = x.shape[1]
-                    kl, nll = float(result["kl"].sum()) / n_seq, float(result["nll"].sum()) / n_seq
-                    sums[0] += (nll + kl) * n_seq
-                    sums[1] += kl * n_seq
-                    sums[2] += nll * n_seq
-                    sums[3] += n_seq
-                    sums[4] += float(mask.sum())
-                    state["step"] += 1
-                    state["batch"] = b + 1
+                    bad = last_finite.check(params, opt)
+                    if bad is None:  # (else: the update overflowed, or Adam's moments were already bad)
+                        n_seq = x.shape[1]
+                        kl, nll = float(result["kl"].sum()) / n_seq, float(result["nll"].sum()) / n_seq
+                        sums[0] += (nll + kl) * n_seq
+                        sums[1] += kl * n_seq
+                        sums[2] += nll * n_seq
+                        sums[3] += n_seq
+                        sums[4] += float(mask.sum())
+                        state["step"] += 1
+                        state["batch"] = b + 1
+                if bad is not None:  # the training state was not advanced: it matches the last finite state
+                    return stop_diverged(bad, where)
                 bar.set_postfix(loss=f"{nll + kl:.2f}", kl=f"{kl:.2f}", rec=f"{nll:.2f}")
                 bar.update(1)
             bar.close()
-            valid_loss, valid_per_step, kl_per_step = evaluate_bound(params, config, valid_seqs,
-                                                                     args.batch_size, args.seed)
+            bar = None
+            try:
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # (as in the step)
+                    valid_loss, valid_per_step, kl_per_step = evaluate_bound(params, config, valid_seqs,
+                                                                             args.batch_size, args.seed)
+                bad = None if np.isfinite(valid_loss) else f"the validation loss became {valid_loss}"
+            except ValueError as e:  # as in the training step: a value check inside the model failed
+                bad = f"the validation forward pass failed ({e})"
+            if bad is not None:  # the epoch is not recorded: a resume redoes its validation
+                return stop_diverged(bad, f"after epoch {epoch + 1}")
             with interrupt_deferred():  # the epoch's record, state and checkpoints, whole or not at all
                 record = {"epoch": epoch + 1, "step": state["step"], "train_loss": sums[0] / max(sums[3], 1),
                           "train_kl": sums[1] / max(sums[3], 1), "train_rec": sums[2] / max(sums[3], 1),
                           "valid_loss": valid_loss, "train_per_step": sums[0] / max(sums[4], 1),
                           "valid_per_step": valid_per_step, "seconds": round(time.time() - t_start, 2)}
                 state["history"].append(record)
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                print(epoch_summary(record))
                 state.update(epoch=epoch + 1, batch=0, sums=[0.0, 0.0, 0.0, 0, 0])
                 if state["best"] is None or valid_loss < state["best"]:
                     state["best"], state["bad_epochs"] = valid_loss, 0
@@ -260,14 +308,21 @@ def train(args):
                 else:
                     state["bad_epochs"] += 1
                 save()
+                # The line after the checkpoint that records its epoch: killed before the line, the resume
+                # writes it from the checkpoint's history (restore_metrics); killed before the checkpoint, the
+                # resume redoes the epoch and no line was written for it, so no epoch is ever listed twice.
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                print(epoch_summary(record))
             if state["bad_epochs"] >= args.patience:
                 print(f"early stop: no better validation bound for {args.patience} epochs")
                 break
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()  # before the message, so that it is the last line
-        with interrupt_deferred():
-            save()
+        if last_finite.finite:  # (else no step was taken: last.npz is still the checkpoint this run resumed)
+            with interrupt_deferred():  # the last finite state: a Ctrl-C may land just after a diverged update
+                save(params=last_finite.params(), optimizer_arrays=last_finite.optimizer_arrays())
         print(f"\ninterrupted: saved {checkpoint_path}; continue with --resume --out {args.out}",
               file=sys.stderr)
         return 130
@@ -278,6 +333,138 @@ def train(args):
     print(f"done in {time.time() - t_start:.1f} s: {args.out}/ holds last.npz, best.npz, metrics.jsonl"
           + ("" if args.no_plots else " and the plots"))
     return 0
+
+
+LOCK_NAME = ".lock"
+# save_checkpoint's temporary files (tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz") in checkpoint.py):
+# a training killed while writing one leaves it behind.
+CHECKPOINT_TEMP_PATTERN = ".checkpoint-*.npz"
+
+
+@contextmanager
+def run_folder_lock(out):
+    """Hold an exclusive lock on ``out``/.lock while the block runs, or raise TrainError naming the training
+    that holds it. flock, not a file created with O_EXCL: the kernel releases the lock when its holder's file
+    is closed, however the process ends (kill -9 included), so a lock can never be left stale. The file stays
+    in the folder: unlinking it would let a later training lock a new file while an older one still holds
+    the unlinked one."""
+    path = os.path.join(out, LOCK_NAME)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise TrainError(f"--out {out}: cannot create the lock file {LOCK_NAME} ({e.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise TrainError(f"--out {out}: cannot lock {LOCK_NAME} ({e.strerror})") from None
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise TrainError(f"--out {out}: another training{who} is writing to this folder") from None
+        # the holder's pid, for the message above (the lock itself is the flock, not this content)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_stale_temp_files(out):
+    """Delete the temporary checkpoint files a killed training left in ``out``. Called with the folder's lock
+    held, so no other training can be writing one of them now."""
+    for path in glob.glob(os.path.join(glob.escape(out), CHECKPOINT_TEMP_PATTERN)):
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
+
+def restore_metrics(metrics_path, history):
+    """For --resume: make metrics.jsonl list exactly the epochs the checkpoint recorded (its history). A
+    training killed after its checkpoint but before the epoch's line (or in the middle of writing the line)
+    left the file one epoch short; it is rewritten (atomically) from the history in that case."""
+    lines = [json.dumps(record) + "\n" for record in history]
+    try:
+        with open(metrics_path) as f:
+            if f.read() == "".join(lines):
+                return
+    except FileNotFoundError:
+        pass
+    tmp = metrics_path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(lines)
+    os.replace(tmp, metrics_path)
+
+
+class LastFinite:
+    """The parameters and Adam's moments as of the last update after which all of them were finite: what a
+    diverged run saves. ``check`` copies them (flat, into one of two buffers used in turn) and tests the copy
+    with one isfinite reduction; the other buffer keeps the previous finite state. The copy is the price of
+    giving back the parameters from before an update that overflowed: Adam updates them in place."""
+
+    def __init__(self, params, opt):
+        self.names = tuple(params)
+        self.shapes = [params[k].shape for k in self.names]
+        self.views = [params[k].reshape(-1) for k in self.names]  # Adam updates the arrays in place
+        size = sum(v.size for v in self.views)
+        dtype = self.views[0].dtype  # train casts every parameter to --dtype
+        self.buffers = [np.empty((3, size), dtype), np.empty((3, size), dtype)]  # rows: params, m, v
+        self.current = 0
+        self.step = opt.step
+        self.moments = bool(opt.m)  # a fresh Adam has none until its first update
+        self._flat = {}  # row: (Adam's moment arrays, their flat views), rebuilt when Adam replaces them
+        self._copy(params, opt, self.buffers[0])
+        self.finite = bool(np.isfinite(self.buffers[0]).all())  # (after a check, always)
+
+    def _copy(self, params, opt, buffer):
+        np.concatenate(self.views, out=buffer[0])
+        if opt.m:
+            for row, moments in ((1, opt.m), (2, opt.v)):
+                arrays = tuple(map(moments.get, self.names))
+                flat = self._flat.get(row)
+                if flat is None or not all(map(is_, arrays, flat[0])):  # Adam keeps its arrays after step 1
+                    # (a moment missing from a resumed checkpoint is zero, as Adam starts it)
+                    flat = self._flat[row] = (arrays, [np.zeros(v.size, v.dtype) if a is None else a.reshape(-1)
+                                                       for a, v in zip(arrays, self.views)])
+                np.concatenate(flat[1], out=buffer[row])
+        else:
+            buffer[1:] = 0
+
+    def check(self, params, opt):
+        """After an update: None if the parameters and moments are all finite (they become the last finite
+        state), else what is not finite."""
+        buffer = self.buffers[1 - self.current]
+        self._copy(params, opt, buffer)
+        if np.isfinite(buffer).all():
+            self.current, self.step, self.moments, self.finite = 1 - self.current, opt.step, bool(opt.m), True
+            return None
+        bad = [name for name, row in zip(("the parameters", "Adam's m", "Adam's v"), buffer)
+               if not np.isfinite(row).all()]
+        before = self.buffers[self.current]
+        if not np.isfinite(before[1:]).all():
+            return (f"Adam's moments held NaN or Inf before the update (a resumed checkpoint's adam/m or "
+                    f"adam/v?), so the update made {' and '.join(bad)} non-finite")
+        return f"the update made {' and '.join(bad)} non-finite"
+
+    def _arrays(self, row):
+        flat, out, i0 = self.buffers[self.current][row], {}, 0
+        for name, shape in zip(self.names, self.shapes):
+            size = int(np.prod(shape))
+            out[name] = flat[i0:i0 + size].reshape(shape).copy()
+            i0 += size
+        return out
+
+    def params(self):
+        return self._arrays(0)
+
+    def optimizer_arrays(self):
+        """As Adam.state_arrays() gives them, for the last finite state."""
+        arrays = {"adam/step": np.array(self.step)}
+        if self.moments:
+            arrays.update({f"adam/m/{k}": v for k, v in self._arrays(1).items()})
+            arrays.update({f"adam/v/{k}": v for k, v in self._arrays(2).items()})
+        return arrays
 
 
 def epoch_summary(record):
