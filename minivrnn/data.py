@@ -158,6 +158,9 @@ def _read_npz_arrays(path):
                                       f"string arrays") from None
             except (zipfile.BadZipFile, OSError, EOFError) as e:
                 raise DataError(path, f"key '{key}' is unreadable ({type(e).__name__}: {e})") from None
+            if not isinstance(arrays[key], np.ndarray):  # np.load hands back a non-.npy member as raw bytes
+                raise DataError(path, f"member '{key}' is not a NumPy .npy array (raw bytes); a dataset .npz "
+                                      f"holds only arrays, as written by np.savez")
     return arrays
 
 
@@ -210,8 +213,15 @@ def _check_groups(path, arrays, n_seq):
                               f"of shape {group.shape}")
     if group.min() < 0:
         raise DataError(path, "key 'group' holds a negative id")
-    default = np.array([f"group{g}" for g in range(group.max() + 1)])
-    names = arrays.get("group_names", default)
+    if "group_names" not in arrays:
+        if group.max() < n_seq:  # ids 0..max: at most n_seq default names
+            return group.astype(np.int64), [f"group{g}" for g in range(int(group.max()) + 1)]
+        # sparse ids (say 10**12): number the distinct ids 0, 1, ... (at most n_seq of them, in increasing
+        # order, so splits are unchanged) and name each after its original id, rather than one name per
+        # id up to the largest
+        ids, compact = np.unique(group, return_inverse=True)
+        return compact.reshape(-1).astype(np.int64), [f"group{g}" for g in ids.tolist()]
+    names = arrays["group_names"]
     if names.dtype.kind != "U" or names.ndim != 1 or len(names) <= group.max():
         raise DataError(path, f"key 'group_names' must be a 1-D string array naming every id in 'group' "
                               f"(0 to {group.max()}), got {names.dtype} of shape {names.shape}")
@@ -245,14 +255,37 @@ def read_wav(path):
     try:
         with wave.open(str(path), "rb") as w:
             channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-            raw = w.readframes(w.getnframes())
+            n_frames = w.getnframes()
+            raw = w.readframes(n_frames)
     except (wave.Error, EOFError) as e:
         raise DataError(path, f"not a readable PCM .wav file ({e})") from None
     if width != 2:
         raise DataError(path, f"{8 * width}-bit samples; expected 16-bit PCM")
     if channels != 1:
         raise DataError(path, f"{channels} channels; expected mono")
+    declared = _wav_data_size(path)
+    if declared is not None and declared % 2:
+        raise DataError(path, f"the data chunk holds an odd number of bytes ({declared}); 16-bit PCM needs "
+                              f"whole 2-byte samples (a damaged or wrongly written file)")
+    if len(raw) != 2 * n_frames:
+        raise DataError(path, f"truncated: the data chunk declares {n_frames} samples ({2 * n_frames} bytes) "
+                              f"but the file holds only {len(raw)} bytes of them")
     return np.frombuffer(raw, dtype="<i2") / 32768.0, rate
+
+
+def _wav_data_size(path):
+    """The byte count the ``data`` chunk of a RIFF/WAVE file declares (None if no data chunk is found)."""
+    with open(path, "rb") as f:
+        if f.read(12)[8:12] != b"WAVE":
+            return None
+        while True:
+            header = f.read(8)
+            if len(header) < 8:
+                return None
+            size = int.from_bytes(header[4:8], "little")
+            if header[:4] == b"data":
+                return size
+            f.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to an even length
 
 
 def write_wav(path, samples, sample_rate=16000):
@@ -405,13 +438,22 @@ def fit_normalizer(sequences, kind):
     rows = np.concatenate(sequences).astype(np.float64)  # (N, D)
     D = rows.shape[1]
     scaled = np.ones(D, dtype=bool)
-    if kind == "speech":
-        mean, std = np.full(D, rows.mean()), np.full(D, rows.std())
-    elif kind == "handwriting":
-        scaled[2] = False
-        mean, std = np.zeros(D), np.concatenate([rows[:, :2].std(axis=0), [1.0]])
-    else:
-        mean, std = rows.mean(axis=0), rows.std(axis=0)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):  # overflow is refused just below
+        if kind == "speech":
+            mean, std = np.full(D, rows.mean()), np.full(D, rows.std())
+        elif kind == "handwriting":
+            scaled[2] = False
+            mean, std = np.zeros(D), np.concatenate([rows[:, :2].std(axis=0), [1.0]])
+        else:
+            mean, std = rows.mean(axis=0), rows.std(axis=0)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise ValueError(f"the training statistics overflow (mean up to {np.abs(mean).max():g}, std up to "
+                         f"{np.abs(std).max():g}): the values are too large for float64 arithmetic; rescale "
+                         f"the data (divide it by a constant) before training")
+    if not (std[scaled] > 0).any():
+        raise ValueError("the training std is 0 in every dimension (the values never vary, or are so small "
+                         "that their squares underflow to 0): nothing to learn; rescale the data "
+                         "(multiply it by a constant) or check it")
     return Normalizer(mean, np.where(std > 0, std, 1.0), scaled)
 
 
@@ -474,8 +516,20 @@ def load_splits(source, *, frame_size=200, valid_fraction=0.1, test_fraction=0.1
                             heldout=heldout, seed=seed)
     except ValueError as e:
         raise DataError(dataset.path, e) from None
-    normalizer = fit_normalizer([sequences[i] for i in ids[0]], dataset.kind)
-    train, valid, test = ([normalizer.normalize(sequences[i]).astype(dtype) for i in split] for split in ids)
+    try:
+        normalizer = fit_normalizer([sequences[i] for i in ids[0]], dataset.kind)
+    except ValueError as e:
+        raise DataError(dataset.path, e) from None
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused just below
+        train, valid, test = ([normalizer.normalize(sequences[i]).astype(dtype) for i in split]
+                              for split in ids)
+    for name, split, split_ids in (("training", train, ids[0]), ("validation", valid, ids[1]),
+                                   ("test", test, ids[2])):
+        for i, s in zip(split_ids, split):
+            if not np.isfinite(s).all():
+                raise DataError(sequence_path(dataset, i), f"sequence {i} ({dataset.names[i]}, {name} split) "
+                                f"overflows {np.dtype(dtype).name} once normalised with the training "
+                                f"statistics (std {normalizer.std.min():g}); rescale the data")
     speech = dataset.kind == "speech"
     return Splits(train, valid, test, normalizer, dataset.kind, sequences[0].shape[1], dataset.group,
                   dataset.group_names, *ids, source=dataset.path, sample_rate=dataset.sample_rate,

@@ -19,13 +19,52 @@ from .fast.threads import single_threaded_blas
 from .cli import DefaultsFormatter, non_negative_int, positive
 
 positive_int = positive(int)
+MAX_SAMPLES = 10**6  # beyond this, --samples is refused: S forward passes per batch would run for days
+BYTES_PER_SAMPLE_AND_SEQUENCE = 8 * 8  # float64 values kept per (sample, sequence), with working copies
+
+
+class EvaluateError(Exception):
+    """A flag whose value cannot work; the message is one line naming the flag."""
+
+
+def physical_memory():
+    """Bytes of physical memory, or None where the operating system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_samples(samples, batch_size=None, memory=None):
+    """Refuse an S whose per-sample values cannot fit in memory (or whose work cannot finish).
+
+    `elbo_and_importance` keeps, for each of the S samples, an ELBO and a log-weight per sequence of the
+    batch, then stacks them into (B, S) float64 arrays: about S * B * 8 bytes several times over. S above
+    MAX_SAMPLES is refused outright; given the batch size B, S * B * BYTES_PER_SAMPLE_AND_SEQUENCE must also
+    stay below half of ``memory`` (default: the physical memory).
+    """
+    if samples > MAX_SAMPLES:
+        raise EvaluateError(f"--samples {samples}: more than {MAX_SAMPLES:,} importance samples per sequence "
+                            f"(each is a forward pass over every batch) would not finish; use a smaller "
+                            f"--samples (the default is 50)")
+    if batch_size is None:
+        return
+    memory = physical_memory() if memory is None else memory
+    need = samples * batch_size * BYTES_PER_SAMPLE_AND_SEQUENCE
+    if memory and need > memory // 2:
+        bound = max(1, (memory // 2) // (batch_size * BYTES_PER_SAMPLE_AND_SEQUENCE))
+        raise EvaluateError(f"--samples {samples} with batches of {batch_size} sequences needs about "
+                            f"{need / 2**30:.1f} GiB, more than half of the {memory / 2**30:.1f} GiB of memory; "
+                            f"use --samples {bound} or fewer (or a smaller --batch-size)")
 
 
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m minivrnn.evaluate", description=__doc__.split("\n\n")[0],
                                 formatter_class=DefaultsFormatter)
     p.add_argument("checkpoint", help="a .npz written by python -m minivrnn.train")
-    p.add_argument("--samples", type=positive_int, default=50, help="S, importance samples per sequence")
+    p.add_argument("--samples", type=positive_int, default=50,
+                   help=f"S, importance samples per sequence (at most {MAX_SAMPLES:,}, and as many as fit in "
+                        f"half the memory)")
     p.add_argument("--split", choices=("test", "valid", "train"), default="test", help="which split")
     p.add_argument("--data", default=None, help="data source [default: the one the model was trained on]")
     p.add_argument("--batch-size", type=positive_int, default=32, help="sequences per forward pass")
@@ -39,7 +78,7 @@ def main(argv=None):
     try:
         with single_threaded_blas():
             return evaluate(args)
-    except (CheckpointError, datalib.DataError) as e:
+    except (CheckpointError, datalib.DataError, EvaluateError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # writing the CSV beside the checkpoint: a read-only folder, a full disk, ...
@@ -52,6 +91,7 @@ def main(argv=None):
 
 
 def evaluate(args):
+    check_samples(args.samples)  # before any loading: an absurd S is refused at once
     ck = load_checkpoint(args.checkpoint)
     config, source = ck["config"], ck["train_state"].get("data", {})
     if args.data is None and "source" not in source:
@@ -68,6 +108,7 @@ def evaluate(args):
                                                f"the {config.output_kind} output (pen strokes go with the pen "
                                                f"output, and only they)")
     seqs = getattr(splits, args.split)
+    check_samples(args.samples, max(1, min(args.batch_size, len(seqs))))  # the batches as they will be
     params = {k: v.astype(np.float64) for k, v in ck["params"].items()}
     rng = np.random.default_rng(args.seed)
     elbos, estimates = [], []

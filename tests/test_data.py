@@ -313,7 +313,8 @@ def test_a_folder_of_wav_files_loads_as_speech_with_sub_folders_as_speakers(tmp_
 
 
 def good_arrays():
-    return dict(data=np.zeros((10, 2), dtype=np.float32), offsets=np.array([0, 4, 10]), kind=np.array("series"))
+    return dict(data=np.arange(20, dtype=np.float32).reshape(10, 2), offsets=np.array([0, 4, 10]),
+                kind=np.array("series"))
 
 
 def save_npz(tmp_path, **changes):
@@ -352,6 +353,8 @@ BAD_NPZ = {
                                          sample_rate=np.array(16000)), "up to 1234; float speech must lie in [-1, 1]"),
     "group length": (dict(group=np.array([0, 1, 1])), "'group'"),
     "pickled objects": (dict(names=np.array([{"a": 1}, None], dtype=object)), "Python objects"),
+    "constant data": (dict(data=np.zeros((10, 2), dtype=np.float32)), "std is 0 in every dimension"),
+    "statistics that overflow": (dict(data=np.arange(20.0).reshape(10, 2) * 1e300), "overflow"),
 }
 
 
