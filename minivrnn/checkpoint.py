@@ -37,9 +37,11 @@ def save_checkpoint(path, params, config, *, optimizer_arrays=None, train_state=
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private (0600); a checkpoint is ordinary data
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException:  # (a full disk, a read-only folder, Ctrl-C): the file at ``path`` is left as it was
+        try:
             os.remove(tmp)
+        except OSError:  # already gone, or cannot be removed: the error that matters is the one raised below
+            pass
         raise
 
 

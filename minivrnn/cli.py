@@ -29,3 +29,10 @@ def non_negative_int(text):
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
     return value
+
+
+def non_empty(text):
+    """An argparse type: a path that is not the empty string."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text

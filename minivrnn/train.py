@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from contextlib import ExitStack, contextmanager
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from . import data as datalib
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .cli import DefaultsFormatter, non_negative_int, positive
+from .cli import DefaultsFormatter, non_empty, non_negative_int, positive
 from .model import MODELS, VRNNConfig, backward, forward, init_params
 from .optim import Adam, clip_by_global_norm
 from .fast.memory import keep_freed_memory
@@ -73,8 +74,9 @@ def build_parser():
     p.add_argument("--patience", type=positive(int), default=10,
                    help="stop after this many epochs without a better validation bound")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="training precision")
-    p.add_argument("--seed", type=int, default=0, help="seeds the initialisation, shuffling and noise")
-    p.add_argument("--out", default=None, help="run folder [default: runs/<data>-<model>]")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seeds the initialisation, shuffling and noise")
+    p.add_argument("--out", type=non_empty, default=None, help="run folder [default: runs/<data>-<model>]")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.npz, with the flags it was started with "
                         "(flags given again override them)")
@@ -202,18 +204,22 @@ def run_training(args, held):
                  "data": {"source": str(args.data), "frame_size": args.frame_size, "seed": args.seed,
                           "heldout": args.heldout}}
     state["args"] = {k: getattr(args, k) for k in RUN_FLAGS}
-    os.makedirs(args.out, exist_ok=True)
+    make_run_folder(args.out)
     held.enter_context(run_folder_lock(args.out))
     remove_stale_temp_files(args.out)
     data_arrays = splits.to_arrays()  # normalisation statistics, kind, frame size
     metrics_path = os.path.join(args.out, "metrics.jsonl")
     if args.resume:
-        restore_metrics(metrics_path, state["history"])
+        with writing(args.out, f"cannot rewrite {os.path.basename(metrics_path)}"):
+            restore_metrics(metrics_path, state["history"])
     last_finite = LastFinite(params, opt)
 
     def save(path=checkpoint_path, params=params, optimizer_arrays=None):
-        save_checkpoint(path, params, config, optimizer_arrays=optimizer_arrays or opt.state_arrays(),
-                        train_state=state, data_arrays=data_arrays)
+        """Atomic (checkpoint.py): a failed write leaves the file that was there, and an OSError (a full disk,
+        a read-only folder) ends the run with one line naming --out."""
+        with writing(args.out, f"cannot write {os.path.basename(path)}"):
+            save_checkpoint(path, params, config, optimizer_arrays=optimizer_arrays or opt.state_arrays(),
+                            train_state=state, data_arrays=data_arrays)
 
     def stop_diverged(problem, where):
         """Divergence: save the last state whose parameters and Adam moments were all finite, and say so."""
@@ -311,8 +317,8 @@ def run_training(args, held):
                 # The line after the checkpoint that records its epoch: killed before the line, the resume
                 # writes it from the checkpoint's history (restore_metrics); killed before the checkpoint, the
                 # resume redoes the epoch and no line was written for it, so no epoch is ever listed twice.
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                with writing(args.out, f"cannot append to {os.path.basename(metrics_path)}"):
+                    append_line(metrics_path, json.dumps(record) + "\n")
                 print(epoch_summary(record))
             if state["bad_epochs"] >= args.patience:
                 print(f"early stop: no better validation bound for {args.patience} epochs")
@@ -335,10 +341,45 @@ def run_training(args, held):
     return 0
 
 
+@contextmanager
+def writing(out, what):
+    """Turn an operating-system error while writing into the run folder (a full disk, a read-only place, a
+    path under a file, ...) into the one-line TrainError ``--out OUT: <what>: <the system's reason>``."""
+    try:
+        yield
+    except OSError as e:
+        raise TrainError(f"--out {out}: {what}: {e.strerror or e}") from None
+
+
+def make_run_folder(out):
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise TrainError(f"--out {out}: cannot create the run folder: a file of that name exists (not a folder)")
+    with writing(out, "cannot create the run folder"):
+        os.makedirs(out, exist_ok=True)
+
+
+def append_line(path, line):
+    """Append one line; if the write fails (a full disk), cut the file back to where it was, so that a partial
+    line never follows the complete ones (the file keeps every line it had)."""
+    with open(path, "a") as f:
+        start = f.tell()
+        try:
+            f.write(line)
+            f.flush()
+        except OSError:
+            try:
+                f.truncate(start)
+            except OSError:
+                pass
+            raise
+
+
 LOCK_NAME = ".lock"
 # save_checkpoint's temporary files (tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz") in checkpoint.py):
 # a training killed while writing one leaves it behind.
 CHECKPOINT_TEMP_PATTERN = ".checkpoint-*.npz"
+# ... and the plots' (plots._save) and sample.wav's (write_plots)
+PLOT_TEMP_PATTERNS = (".plot-*.png", ".plot-*.wav")
 
 
 @contextmanager
@@ -352,32 +393,41 @@ def run_folder_lock(out):
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
-        raise TrainError(f"--out {out}: cannot create the lock file {LOCK_NAME} ({e.strerror})") from None
+        raise TrainError(f"--out {out}: cannot create the lock file {LOCK_NAME}: {e.strerror or e}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise TrainError(f"--out {out}: cannot lock {LOCK_NAME} ({e.strerror})") from None
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                raise TrainError(f"--out {out}: cannot lock {LOCK_NAME}: {e.strerror or e}") from None
+            try:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            except OSError:
+                holder = ""
             who = f" (pid {holder})" if holder.isdigit() else ""
             raise TrainError(f"--out {out}: another training{who} is writing to this folder") from None
         # the holder's pid, for the message above (the lock itself is the flock, not this content)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with writing(out, f"cannot write the lock file {LOCK_NAME}"):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # releases the lock
 
 
 def remove_stale_temp_files(out):
-    """Delete the temporary checkpoint files a killed training left in ``out``. Called with the folder's lock
+    """Delete the temporary checkpoint and plot files a killed training left in ``out``. Called with the folder's lock
     held, so no other training can be writing one of them now."""
-    for path in glob.glob(os.path.join(glob.escape(out), CHECKPOINT_TEMP_PATTERN)):
+    paths = [path for pattern in (CHECKPOINT_TEMP_PATTERN, *PLOT_TEMP_PATTERNS)
+             for path in glob.glob(os.path.join(glob.escape(out), pattern))]
+    for path in paths:
         try:
             os.remove(path)
         except FileNotFoundError:
             pass
+        except OSError as e:
+            raise TrainError(f"--out {out}: cannot remove the stale temporary file {os.path.basename(path)}: "
+                             f"{e.strerror or e}") from None
 
 
 def restore_metrics(metrics_path, history):
@@ -392,9 +442,16 @@ def restore_metrics(metrics_path, history):
     except FileNotFoundError:
         pass
     tmp = metrics_path + ".tmp"
-    with open(tmp, "w") as f:
-        f.writelines(lines)
-    os.replace(tmp, metrics_path)
+    try:
+        with open(tmp, "w") as f:
+            f.writelines(lines)
+        os.replace(tmp, metrics_path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
 
 
 class LastFinite:
@@ -501,13 +558,29 @@ def write_plots(args, params, config, splits, valid_seqs, history, kl_per_step):
     denorm = splits.normalizer.denormalize
     real = [denorm(s[:T].astype(np.float64)) for s in valid_seqs[:3]]
     fake = [denorm(generated[:, i].astype(np.float64)) for i in range(3)]
-    plots.plot_training_curve(history, os.path.join(args.out, "training_curve.png"))
+    with writing(args.out, "cannot write training_curve.png"):
+        plots.plot_training_curve(history, os.path.join(args.out, "training_curve.png"))
     if config.latent:
-        plots.plot_kl_per_step(kl_per_step, os.path.join(args.out, "kl_per_step.png"))
-    plots.plot_samples(real, fake, splits.kind, os.path.join(args.out, "samples.png"))
+        with writing(args.out, "cannot write kl_per_step.png"):
+            plots.plot_kl_per_step(kl_per_step, os.path.join(args.out, "kl_per_step.png"))
+    with writing(args.out, "cannot write samples.png"):
+        plots.plot_samples(real, fake, splits.kind, os.path.join(args.out, "samples.png"))
     if splits.kind == "speech":  # listen to it: frames back to a 16 kHz waveform
-        datalib.write_wav(os.path.join(args.out, "sample.wav"),
-                          np.clip(datalib.frames_to_waveform(fake[0]), -1, 1), splits.sample_rate)
+        with writing(args.out, "cannot write sample.wav"):
+            fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".wav", dir=args.out)  # atomic, as the plots
+            os.close(fd)
+            try:
+                datalib.write_wav(tmp, np.clip(datalib.frames_to_waveform(fake[0]), -1, 1), splits.sample_rate)
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(tmp, 0o666 & ~umask)  # (mkstemp's file is private, 0600)
+                os.replace(tmp, os.path.join(args.out, "sample.wav"))
+            except BaseException:
+                try:
+                    os.remove(tmp)
+                except OSError:
+                    pass
+                raise
 
 
 if __name__ == "__main__":
