@@ -16,6 +16,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .evaluation import elbo_and_importance
 from .fast.memory import keep_freed_memory
 from .fast.threads import single_threaded_blas
+from .sample import atomic_file
 from .cli import DefaultsFormatter, non_negative_int, positive
 
 positive_int = positive(int)
@@ -118,11 +119,12 @@ def evaluate(args):
         elbos.extend(elbo)
         estimates.extend(estimate)
     path = os.path.splitext(args.checkpoint)[0] + f"-{args.split}-eval.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["sequence", "steps", "elbo", f"log_likelihood_is_{args.samples}"])
-        for i, (s, e, l) in enumerate(zip(seqs, elbos, estimates)):
-            writer.writerow([i, len(s), f"{e:.4f}", f"{l:.4f}"])
+    with atomic_file(path, suffix=".csv") as tmp:  # a failure leaves an earlier CSV as it was; names ``path``
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["sequence", "steps", "elbo", f"log_likelihood_is_{args.samples}"])
+            for i, (s, e, l) in enumerate(zip(seqs, elbos, estimates)):
+                writer.writerow([i, len(s), f"{e:.4f}", f"{l:.4f}"])
     print(f"{config.model} on {len(seqs)} {args.split} sequences (normalised data, nats per sequence):")
     print(f"  ELBO (>=)                  {np.mean(elbos):12.3f}")
     print(f"  importance-sampled (~, S={args.samples}) {np.mean(estimates):10.3f}")

@@ -6,6 +6,8 @@ Draws from the prior (eqs. 4-6), undoes the data normalisation stored in the che
 import argparse
 import os
 import sys
+import tempfile
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -70,29 +72,83 @@ def main(argv=None):
     except OSError as e:  # the output folder: a path under a file, read-only, a full disk, ...
         print(f"error: {e.filename or out}: cannot write the samples ({e.strerror or e})", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # every output already in place is complete; no temporary file is left behind
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+        return 2
     print(f"wrote {', '.join(wrote)}; samples.npy holds (T, B, D) = {tuple(xs.shape)}")
     return 0
 
 
 def write_outputs(out, xs, data_arrays):
-    """samples.npy, generated.png and (speech) one .wav per sequence in ``out``; returns the paths written."""
-    os.makedirs(out, exist_ok=True)
+    """samples.npy, generated.png and (speech) one .wav per sequence in ``out``; returns the paths written.
+
+    Each file is written atomically (`atomic_file`): a failure (a full disk, ...) leaves an earlier file of
+    that name as it was, and raises an OSError naming the file and giving the system's reason."""
+    with naming(out):
+        os.makedirs(out, exist_ok=True)
     npy = os.path.join(out, "samples.npy")
-    np.save(npy, xs)
+    with atomic_file(npy, suffix=".npy") as tmp:
+        with open(tmp, "wb") as f:
+            # through Python's own file writes, so that a full disk reports the system's reason (ENOSPC);
+            # np.save on a real file uses ndarray.tofile, whose error says only "N requested and M written"
+            np.lib.format.write_array(_Writer(f), np.asarray(xs), allow_pickle=False)
     kind = str(data_arrays.get("kind", "series"))
     from .plots import plot_samples
 
     png = os.path.join(out, "generated.png")
-    plot_samples(None, [xs[:, i] for i in range(xs.shape[1])], kind, png)
+    with naming(png):
+        plot_samples(None, [xs[:, i] for i in range(xs.shape[1])], kind, png)  # atomic already (plots._save)
     wrote = [npy, png]
     if kind == "speech":  # frames back to 16 kHz waveforms
         from .data import frames_to_waveform, write_wav
 
         rate = int(data_arrays.get("sample_rate", 16000)) or 16000
         for i in range(xs.shape[1]):
-            wrote.append(os.path.join(out, f"sample-{i}.wav"))
-            write_wav(wrote[-1], np.clip(frames_to_waveform(xs[:, i]), -1, 1), rate)
+            wav = os.path.join(out, f"sample-{i}.wav")
+            with atomic_file(wav, suffix=".wav") as tmp:
+                write_wav(tmp, np.clip(frames_to_waveform(xs[:, i]), -1, 1), rate)
+            wrote.append(wav)
     return wrote
+
+
+class _Writer:
+    """A file seen only through ``write``: numpy then writes an array in chunks with ``write`` (not tofile)."""
+
+    def __init__(self, f):
+        self.write = f.write
+
+
+@contextmanager
+def naming(path):
+    """Re-raise an OSError as one naming ``path`` (not a temporary file) with the system's reason."""
+    try:
+        yield
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), path) from None
+
+
+@contextmanager
+def atomic_file(path, suffix=""):
+    """Write ``path`` atomically, as checkpoints and plots are: yields the name of a temporary file in the
+    same folder for the caller to write; when the block ends without error it is given ordinary permissions
+    and renamed over ``path``. On any failure (a full disk, a read-only folder, Ctrl-C) the temporary file is
+    removed and an earlier ``path`` is left as it was; an OSError is re-raised naming ``path``."""
+    with naming(path):
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=os.path.dirname(os.path.abspath(path)))
+        try:
+            os.close(fd)
+            yield tmp
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private (0600); this is ordinary output
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.remove(tmp)
+            except OSError:  # already gone, or cannot be removed: the error that matters is the one raised
+                pass
+            raise
 
 
 if __name__ == "__main__":
