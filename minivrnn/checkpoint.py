@@ -7,13 +7,13 @@ crash or Ctrl-C never leaves a half-written checkpoint behind.
 """
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import asdict
 from dataclasses import fields as dataclass_fields
 
 import numpy as np
 
+from .files import atomic_file
 from .model import VRNNConfig
 
 
@@ -29,20 +29,9 @@ def save_checkpoint(path, params, config, *, optimizer_arrays=None, train_state=
     arrays.update({f"data/{k}": v for k, v in (data_arrays or {}).items()})
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_file(path, prefix=".checkpoint-", suffix=".npz") as tmp:  # an earlier file is kept on failure
+        with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private (0600); a checkpoint is ordinary data
-        os.replace(tmp, path)
-    except BaseException:  # (a full disk, a read-only folder, Ctrl-C): the file at ``path`` is left as it was
-        try:
-            os.remove(tmp)
-        except OSError:  # already gone, or cannot be removed: the error that matters is the one raised below
-            pass
-        raise
 
 
 # Entries of a checkpoint's training state (train.py writes them) and the JSON type each must have.

@@ -14,9 +14,9 @@ import numpy as np
 from . import data as datalib
 from .checkpoint import CheckpointError, load_checkpoint
 from .evaluation import elbo_and_importance
+from .files import atomic_file
 from .fast.memory import keep_freed_memory
 from .fast.threads import single_threaded_blas
-from .sample import atomic_file
 from .cli import DefaultsFormatter, non_negative_int, positive
 
 positive_int = positive(int)

@@ -1,9 +1,8 @@
 """PNG plots of a training run: the training curve, the per-time-step KL, samples beside real data."""
-import os
-import tempfile
-
 import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no global backend switch (notebooks keep inline plots)
+
+from .files import atomic_file
 
 
 def plot_training_curve(history, path):
@@ -66,18 +65,6 @@ def _save(fig, path):
     """Atomic, as checkpoints are: to a temporary file in the same folder, then renamed over ``path``, so a
     failed write (a full disk, a read-only folder) leaves the earlier plot in place and no partial file."""
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_file(path, prefix=".plot-", suffix=".png") as tmp:
+        with open(tmp, "wb") as f:
             fig.savefig(f, format="png", dpi=90)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private (0600); a plot is ordinary output
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise

@@ -6,12 +6,11 @@ Draws from the prior (eqs. 4-6), undoes the data normalisation stored in the che
 import argparse
 import os
 import sys
-import tempfile
-from contextlib import contextmanager
 
 import numpy as np
 
 from .checkpoint import CheckpointError, load_checkpoint
+from .files import atomic_file, naming
 from .fast.memory import keep_freed_memory
 from .sampling import sample
 from .cli import DefaultsFormatter, non_negative_int, positive
@@ -117,38 +116,6 @@ class _Writer:
 
     def __init__(self, f):
         self.write = f.write
-
-
-@contextmanager
-def naming(path):
-    """Re-raise an OSError as one naming ``path`` (not a temporary file) with the system's reason."""
-    try:
-        yield
-    except OSError as e:
-        raise OSError(e.errno, e.strerror or str(e), path) from None
-
-
-@contextmanager
-def atomic_file(path, suffix=""):
-    """Write ``path`` atomically, as checkpoints and plots are: yields the name of a temporary file in the
-    same folder for the caller to write; when the block ends without error it is given ordinary permissions
-    and renamed over ``path``. On any failure (a full disk, a read-only folder, Ctrl-C) the temporary file is
-    removed and an earlier ``path`` is left as it was; an OSError is re-raised naming ``path``."""
-    with naming(path):
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=os.path.dirname(os.path.abspath(path)))
-        try:
-            os.close(fd)
-            yield tmp
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private (0600); this is ordinary output
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.remove(tmp)
-            except OSError:  # already gone, or cannot be removed: the error that matters is the one raised
-                pass
-            raise
 
 
 if __name__ == "__main__":

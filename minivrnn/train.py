@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from contextlib import ExitStack, contextmanager
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from . import data as datalib
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .cli import DefaultsFormatter, non_empty, non_negative_int, positive
+from .files import atomic_file
 from .model import MODELS, VRNNConfig, backward, forward, init_params
 from .optim import Adam, clip_by_global_norm
 from .fast.memory import keep_freed_memory
@@ -375,11 +375,11 @@ def append_line(path, line):
 
 
 LOCK_NAME = ".lock"
-# save_checkpoint's temporary files (tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz") in checkpoint.py):
+# save_checkpoint's temporary files (files.atomic_file(prefix=".checkpoint-", suffix=".npz") in checkpoint.py):
 # a training killed while writing one leaves it behind.
 CHECKPOINT_TEMP_PATTERN = ".checkpoint-*.npz"
-# ... and the plots' (plots._save) and sample.wav's (write_plots)
-PLOT_TEMP_PATTERNS = (".plot-*.png", ".plot-*.wav")
+# ... and the plots' (plots._save), sample.wav's (write_plots) and the rewritten metrics' (restore_metrics)
+PLOT_TEMP_PATTERNS = (".plot-*.png", ".plot-*.wav", ".metrics-*.jsonl")
 
 
 @contextmanager
@@ -441,17 +441,9 @@ def restore_metrics(metrics_path, history):
                 return
     except FileNotFoundError:
         pass
-    tmp = metrics_path + ".tmp"
-    try:
+    with atomic_file(metrics_path, prefix=".metrics-", suffix=".jsonl") as tmp:
         with open(tmp, "w") as f:
             f.writelines(lines)
-        os.replace(tmp, metrics_path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class LastFinite:
@@ -567,20 +559,8 @@ def write_plots(args, params, config, splits, valid_seqs, history, kl_per_step):
         plots.plot_samples(real, fake, splits.kind, os.path.join(args.out, "samples.png"))
     if splits.kind == "speech":  # listen to it: frames back to a 16 kHz waveform
         with writing(args.out, "cannot write sample.wav"):
-            fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".wav", dir=args.out)  # atomic, as the plots
-            os.close(fd)
-            try:
+            with atomic_file(os.path.join(args.out, "sample.wav"), prefix=".plot-", suffix=".wav") as tmp:
                 datalib.write_wav(tmp, np.clip(datalib.frames_to_waveform(fake[0]), -1, 1), splits.sample_rate)
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(tmp, 0o666 & ~umask)  # (mkstemp's file is private, 0600)
-                os.replace(tmp, os.path.join(args.out, "sample.wav"))
-            except BaseException:
-                try:
-                    os.remove(tmp)
-                except OSError:
-                    pass
-                raise
 
 
 if __name__ == "__main__":

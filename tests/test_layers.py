@@ -15,7 +15,7 @@ LAYERS = [
     ("the readable VRNN", ["readable"]),
     ("the fast engine", ["fast"]),
     ("the model", ["model", "sampling", "evaluation"]),
-    ("training's parts", ["optim", "data", "checkpoint", "plots", "cli"]),
+    ("training's parts", ["optim", "data", "checkpoint", "plots", "cli", "files"]),
     ("commands and tools", ["train", "sample", "evaluate", "bench", "experiment", "reference_kit", "torch_twin"]),
 ]
 LAYER = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
