@@ -113,12 +113,34 @@ def explicit_flags(argv):
 def restore_run_flags(args, explicit):
     """For --resume: every run flag not given again takes the value stored in the run's last.npz."""
     out = args.out if args.out is not None else resolve_args(argparse.Namespace(**vars(args))).out
-    stored = load_checkpoint(os.path.join(out, "last.npz"))["train_state"].get("args", {})
+    path = os.path.join(out, "last.npz")
+    stored = load_checkpoint(path)["train_state"].get("args", {})
+    actions = {action.dest: action for action in build_parser()._actions}
     for key, value in stored.items():
         if key in RUN_FLAGS and key not in explicit:
-            setattr(args, key, value)
+            setattr(args, key, stored_flag(actions[key], value, f"{path}: train_state/args/{key}"))
     args.out = out
     return args
+
+
+def stored_flag(action, value, where):
+    """A flag's value stored in a checkpoint, checked as the command line's would be (its type and choices):
+    a hand-edited checkpoint must not carry a value the parser would have refused into the run."""
+    if value is None:
+        return None
+    if action.nargs == 0:  # a switch (--tiny, --no-plots): true or false
+        if not isinstance(value, bool):
+            raise TrainError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if isinstance(value, (bool, list, dict)):
+        raise TrainError(f"{where}: expected a single value, got {value!r}")
+    try:
+        parsed = action.type(str(value)) if action.type is not None else value
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
+        raise TrainError(f"{where}: {e}") from None
+    if action.choices is not None and parsed not in action.choices:
+        raise TrainError(f"{where}: expected one of {', '.join(map(str, action.choices))}, got {value!r}")
+    return parsed
 
 
 def main(argv=None):

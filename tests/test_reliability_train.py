@@ -286,3 +286,28 @@ def test_a_kill_around_the_epoch_checkpoint_leaves_each_epoch_once_in_metrics(
     params = load_checkpoint(os.path.join(out, "last.npz"))["params"]
     for k in uninterrupted:
         np.testing.assert_array_equal(params[k], uninterrupted[k], err_msg=k)
+
+
+# --- a resumed run's stored flags are checked as the command line's are ------------------------------------------
+
+@pytest.mark.parametrize("key, value, message", [
+    ("lr", "x", "train_state/args/lr"),  # not a number
+    ("lr", -1.0, "train_state/args/lr"),  # a number --lr would refuse
+    ("model", "vrnn-x", "train_state/args/model: expected one of"),  # not a choice
+    ("no_plots", "yes", "train_state/args/no_plots: expected true or false"),  # a switch that is not a bool
+    ("batch_size", 2.5, "train_state/args/batch_size"),  # not an integer
+])
+def test_a_hand_edited_stored_flag_is_one_error_line_on_resume(tmp_path, capsys, key, value, message):
+    out = str(tmp_path / "run")
+    assert trainmod.main(SERIES + ["--epochs", "1", "--out", out]) == 0
+    path = os.path.join(out, "last.npz")
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    state = json.loads(str(arrays["train_state"]))
+    state["args"][key] = value
+    arrays["train_state"] = np.array(json.dumps(state))
+    np.savez(path, **arrays)
+    capsys.readouterr()
+    assert trainmod.main(["--resume", "--out", out, "--epochs", "2"]) == 2
+    line = _error_line(capsys)
+    assert message in line and "last.npz" in line, line
