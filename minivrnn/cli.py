@@ -1,5 +1,7 @@
-"""What the command-line entry points (train, evaluate, sample) share: the help formatter and argparse types."""
+"""What the command-line entry points (train, evaluate, sample) share: the help formatter, argparse types, and
+the machine's physical memory (to refuse sizes that cannot fit)."""
 import argparse
+import os
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -36,3 +38,12 @@ def non_empty(text):
     if not text:
         raise argparse.ArgumentTypeError("expected a path, got an empty string")
     return text
+
+
+def physical_memory():
+    """Bytes of physical memory (os.sysconf), or None where the system does not say."""
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return pages * page_size if pages > 0 and page_size > 0 else None

@@ -17,7 +17,7 @@ from .evaluation import elbo_and_importance
 from .files import atomic_file
 from .fast.memory import keep_freed_memory
 from .fast.threads import single_threaded_blas
-from .cli import DefaultsFormatter, non_negative_int, positive
+from .cli import DefaultsFormatter, non_negative_int, physical_memory, positive
 
 positive_int = positive(int)
 MAX_SAMPLES = 10**6  # beyond this, --samples is refused: S forward passes per batch would run for days
@@ -26,14 +26,6 @@ BYTES_PER_SAMPLE_AND_SEQUENCE = 8 * 8  # float64 values kept per (sample, sequen
 
 class EvaluateError(Exception):
     """A flag whose value cannot work; the message is one line naming the flag."""
-
-
-def physical_memory():
-    """Bytes of physical memory, or None where the operating system does not say."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 def check_samples(samples, batch_size=None, memory=None):

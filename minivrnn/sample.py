@@ -13,7 +13,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .files import atomic_file, naming
 from .fast.memory import keep_freed_memory
 from .sampling import sample
-from .cli import DefaultsFormatter, non_negative_int, positive
+from .cli import DefaultsFormatter, non_negative_int, physical_memory, positive
 
 MEMORY_FRACTION = 0.5  # refuse a generation whose arrays would need more than this share of physical memory
 
@@ -27,15 +27,6 @@ def build_parser():
     p.add_argument("--seed", type=non_negative_int, default=0, help="seeds the draws")
     p.add_argument("--out", default=None, help="output folder [default: the checkpoint's folder]")
     return p
-
-
-def physical_memory():
-    """Bytes of physical memory (os.sysconf), or None where the system does not say."""
-    try:
-        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-    return pages * page_size if pages > 0 and page_size > 0 else None
 
 
 def generation_bytes(config, n_steps, n_sequences):

@@ -5,8 +5,6 @@ Initialisation and the parameter layout are ops/linear.py's.
 """
 from functools import lru_cache
 
-import numpy as np
-
 from ..ops.linear import init_linear, init_mlp, mlp_param_specs, n_layers  # noqa: F401  (shared, not compiled)
 from ..validate import check_arrays, check_like
 from .activations import relu_grad

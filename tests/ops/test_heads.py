@@ -93,7 +93,7 @@ def test_rho_is_a_clipped_tanh_and_gets_no_gradient_where_clipped(heads):
 def test_samples_follow_the_distribution(heads, kind):
     # many rows of one fixed distribution: sample means and standard deviations within 5 standard errors
     rng = np.random.default_rng(5)
-    N, D, K = 20_000, (3 if kind == "pen" else 2), 2
+    N, D = 20_000, (3 if kind == "pen" else 2)
     mu = np.array([[1.0, -2.0], [3.0, 0.5]])  # (K, 2) component means
     sigma = np.array([[0.5, 2.0], [1.0, 0.3]])
     out = {"mu": np.tile(mu[0], (N, 1)), "sigma": np.tile(sigma[0], (N, 1))}
