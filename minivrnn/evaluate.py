@@ -1,8 +1,14 @@
 """Evaluate a checkpoint on held-out data: ``python -m minivrnn.evaluate CHECKPOINT``.
 
-Prints the paper's two columns, averaged over the test sequences: the ELBO (">=", eq. 10) and the
-importance-sampled log-likelihood estimate with S samples ("~"), in nats per sequence; writes one line per
-sequence to a CSV beside the checkpoint.
+Prints, per sequence and per time step x_t (a frame of speech, a pen point): the ELBO (">=", eq. 10) with its
+reconstruction and KL terms, and the importance-sampled log-likelihood estimate with S samples ("~"), with its
+standard error over the sequences and the effective sample size of the importance weights. The RNN baselines
+have no latent variable: their log-likelihood is exact (eq. 2) and is printed once. Writes one line per
+sequence to a CSV beside the checkpoint, named after the settings.
+
+Choosing S: the estimate is biased low and rises towards log p(x) as S grows. ``--check-samples`` also
+evaluates with 4S (fresh noise) and says whether the estimate moved by more than twice the standard error
+of the change; if it did, raise ``--samples``.
 """
 import argparse
 import csv
@@ -13,7 +19,7 @@ import numpy as np
 
 from . import data as datalib
 from .checkpoint import CheckpointError, load_checkpoint
-from .evaluation import elbo_and_importance
+from .evaluation import evaluate_terms
 from .files import atomic_file
 from .fast.memory import keep_freed_memory
 from .fast.threads import single_threaded_blas
@@ -22,6 +28,7 @@ from .cli import DefaultsFormatter, non_negative_int, physical_memory, positive
 positive_int = positive(int)
 MAX_SAMPLES = 10**6  # beyond this, --samples is refused: S forward passes per batch would run for days
 BYTES_PER_SAMPLE_AND_SEQUENCE = 8 * 8  # float64 values kept per (sample, sequence), with working copies
+TERMS = ("elbo", "rec", "kl", "log_likelihood", "ess")
 
 
 class EvaluateError(Exception):
@@ -62,6 +69,10 @@ def build_parser():
     p.add_argument("--data", default=None, help="data source [default: the one the model was trained on]")
     p.add_argument("--batch-size", type=positive_int, default=32, help="sequences per forward pass")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seeds the importance samples")
+    p.add_argument("--check-samples", action="store_true",
+                   help="also evaluate with 4 x --samples and say whether the estimate moved (5x the time)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier CSV of the same settings (otherwise it is kept and this run stops)")
     return p
 
 
@@ -83,45 +94,133 @@ def main(argv=None):
         return 130
 
 
-def evaluate(args):
-    check_samples(args.samples)  # before any loading: an absurd S is refused at once
-    ck = load_checkpoint(args.checkpoint)
+def evaluate_checkpoint(checkpoint, *, split="test", samples=50, seed=0, batch_size=32, data=None):
+    """Load ``checkpoint`` and its run's own splits (or ``data``), and evaluate every sequence of ``split``.
+
+    Returns (config, {"steps", "elbo", "rec", "kl", "log_likelihood", "ess"}: one value per sequence, see
+    `evaluation.evaluate_terms`). Raises CheckpointError, DataError or EvaluateError with a one-line message.
+    """
+    check_samples(samples)  # before any loading: an absurd S is refused at once
+    ck = load_checkpoint(checkpoint)
     config, source = ck["config"], ck["train_state"].get("data", {})
-    if args.data is None and "source" not in source:
-        raise CheckpointError(f"{args.checkpoint}: train_state/data/source: missing, so the data it was "
+    if data is None and "source" not in source:
+        raise CheckpointError(f"{checkpoint}: train_state/data/source: missing, so the data it was "
                               f"trained on is unknown; name the data with --data")
-    splits = datalib.load_splits(args.data or source["source"], frame_size=source.get("frame_size", 200),
+    splits = datalib.load_splits(data or source["source"], frame_size=source.get("frame_size", 200),
                                  heldout=source.get("heldout", "utterance"), seed=source.get("seed", 0),
                                  dtype=np.float64)  # the run's own splits: its test split was never trained on
     if splits.x_dim != config.x_dim:
         raise datalib.DataError(splits.source, f"frames have {splits.x_dim} dimensions but the checkpoint "
                                                f"expects x_dim = {config.x_dim}")
     if (splits.kind == "handwriting") != (config.output == "pen"):  # the pen output reads (dx, dy, pen_up)
-        raise datalib.DataError(splits.source, f"is {splits.kind} data but the checkpoint {args.checkpoint} has "
+        raise datalib.DataError(splits.source, f"is {splits.kind} data but the checkpoint {checkpoint} has "
                                                f"the {config.output_kind} output (pen strokes go with the pen "
                                                f"output, and only they)")
-    seqs = getattr(splits, args.split)
-    check_samples(args.samples, max(1, min(args.batch_size, len(seqs))))  # the batches as they will be
+    seqs = getattr(splits, split)
+    check_samples(samples, max(1, min(batch_size, len(seqs))))  # the batches as they will be
     params = {k: v.astype(np.float64) for k, v in ck["params"].items()}
-    rng = np.random.default_rng(args.seed)
-    elbos, estimates = [], []
-    for start in range(0, len(seqs), args.batch_size):
-        x, mask = datalib.pad_batch(seqs[start:start + args.batch_size])
-        elbo, estimate = elbo_and_importance(params, config, x, mask, args.samples, rng)
-        elbos.extend(elbo)
-        estimates.extend(estimate)
-    path = os.path.splitext(args.checkpoint)[0] + f"-{args.split}-eval.csv"
+    rng = np.random.default_rng(seed)
+    values = {name: [] for name in TERMS}
+    for start in range(0, len(seqs), batch_size):
+        x, mask = datalib.pad_batch(seqs[start:start + batch_size])
+        for name, v in evaluate_terms(params, config, x, mask, samples, rng).items():
+            values[name].extend(v)
+    values = {name: np.asarray(v, dtype=np.float64) for name, v in values.items()}
+    values["steps"] = np.array([len(s) for s in seqs])
+    return config, values
+
+
+def summarise(values):
+    """Means per sequence and per step, and the standard error over the sequences of each, for the ELBO, its
+    terms and the log-likelihood estimate. Per step is sum over sequences / total steps (each sequence weighs
+    by its length); its standard error treats the sequences as drawn at random, lengths as given."""
+    steps, n = values["steps"].astype(np.float64), len(values["steps"])
+    out = {"sequences": n, "steps": int(steps.sum())}
+    for name in ("elbo", "rec", "kl", "log_likelihood"):
+        v = values[name]
+        per_step = v.sum() / steps.sum()
+        spread = np.std(v - per_step * steps, ddof=1) if n > 1 else np.nan
+        out[name] = {"per_sequence": float(v.mean()), "per_step": float(per_step),
+                     "se_per_sequence": float(np.std(v, ddof=1) / np.sqrt(n)) if n > 1 else np.nan,
+                     "se_per_step": float(spread * np.sqrt(n) / steps.sum())}
+    ess = values["ess"]
+    out["ess"] = {"median": float(np.median(ess)), "min": float(np.min(ess))}
+    return out
+
+
+def sample_check(values, more):
+    """Did the estimate move from S to 4S samples? (per-step change, its standard error, moved?) The change is
+    paired sequence by sequence, so the sequences' own spread cancels."""
+    change = more["log_likelihood"] - values["log_likelihood"]
+    steps = values["steps"].sum()
+    n = len(change)
+    per_step = change.sum() / steps
+    se = np.std(change, ddof=1) * np.sqrt(n) / steps if n > 1 else np.nan
+    return float(per_step), float(se), bool(abs(per_step) > 2 * se) if n > 1 else True
+
+
+def csv_path(args, latent):
+    """The CSV's name says what was measured, so that evaluations with other settings sit side by side (an
+    RNN's exact log-likelihood depends on neither S nor the seed)."""
+    data = "" if args.data is None else "-data-" + os.path.basename(os.path.normpath(args.data)).replace(".", "_")
+    check = "+4S" if args.check_samples else ""
+    settings = f"S{args.samples}{check}-seed{args.seed}" if latent else "exact"
+    return os.path.splitext(args.checkpoint)[0] + f"-{args.split}-{settings}{data}.csv"
+
+
+def evaluate(args):
+    path = csv_path(args, load_checkpoint(args.checkpoint)["config"].latent)
+    if os.path.exists(path) and not args.overwrite:  # checked before the work, not after it
+        raise EvaluateError(f"{path}: an evaluation with these settings exists; pass --overwrite to replace it")
+    config, values = evaluate_checkpoint(args.checkpoint, split=args.split, samples=args.samples,
+                                         seed=args.seed, batch_size=args.batch_size, data=args.data)
+    more = None
+    if args.check_samples and config.latent:
+        check_samples(4 * args.samples)
+        more = evaluate_checkpoint(args.checkpoint, split=args.split, samples=4 * args.samples,
+                                   seed=args.seed + 1, batch_size=args.batch_size, data=args.data)[1]
+    columns = (["elbo", "rec", "kl", f"log_likelihood_is_{args.samples}", "ess"] if config.latent
+               else ["log_likelihood_exact"])
     with atomic_file(path, suffix=".csv") as tmp:  # a failure leaves an earlier CSV as it was; names ``path``
         with open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["sequence", "steps", "elbo", f"log_likelihood_is_{args.samples}"])
-            for i, (s, e, l) in enumerate(zip(seqs, elbos, estimates)):
-                writer.writerow([i, len(s), f"{e:.4f}", f"{l:.4f}"])
-    print(f"{config.model} on {len(seqs)} {args.split} sequences (normalised data, nats per sequence):")
-    print(f"  ELBO (>=)                  {np.mean(elbos):12.3f}")
-    print(f"  importance-sampled (~, S={args.samples}) {np.mean(estimates):10.3f}")
+            writer.writerow(["sequence", "steps", *columns]
+                            + ([f"log_likelihood_is_{4 * args.samples}"] if more else []))
+            for i in range(len(values["steps"])):
+                row = ([values[k][i] for k in TERMS] if config.latent else [values["log_likelihood"][i]])
+                row += [more["log_likelihood"][i]] if more else []
+                writer.writerow([i, values["steps"][i], *(f"{v:.4f}" for v in row)])
+    print(report(config, values, args, more))
     print(f"per-sequence values: {path}")
     return 0
+
+
+def report(config, values, args, more=None):
+    """The printed table: rows are the quantities, columns per sequence, per step and its standard error."""
+    s = summarise(values)
+    lines = [f"{config.model} on {s['sequences']} {args.split} sequences, {s['steps']} steps x_t (normalised "
+             f"data; log-likelihoods in nats, higher is better)",
+             f"  {'':46s} {'per sequence':>13s} {'per step':>10s} {'std. error':>11s}"]
+
+    def row(label, name):
+        v = s[name]
+        lines.append(f"  {label:46s} {v['per_sequence']:13.3f} {v['per_step']:10.4f} {v['se_per_step']:11.4f}")
+
+    if not config.latent:
+        row("log-likelihood (exact, eq. 2)", "log_likelihood")
+        return "\n".join(lines)
+    row("ELBO (>=, eq. 10)", "elbo")
+    row("  reconstruction, E_q log p(x_t | z_<=t, x_<t)", "rec")
+    row("  KL(q || prior), subtracted", "kl")
+    row(f"log-likelihood (~, importance-sampled, S={args.samples})", "log_likelihood")
+    lines.append(f"  effective sample size of the S={args.samples} weights per sequence: median "
+                 f"{s['ess']['median']:.1f}, smallest {s['ess']['min']:.1f}")
+    if more is not None:
+        change, se, moved = sample_check(values, more)
+        verdict = ("it moved: raise --samples" if moved else
+                   f"within the noise: S={args.samples} is enough for this model")
+        lines.append(f"  with S={4 * args.samples}: {change:+.4f} nats per step (std. error {se:.4f}); {verdict}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

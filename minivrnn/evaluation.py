@@ -29,18 +29,40 @@ def elbo_and_importance(params, config, x, mask, n_samples, rng, *, engine="comp
     """Per sequence: (ELBO averaged over the S samples, importance-sampled log p(x) with S samples), (B,) each.
 
     The ELBO uses the closed-form KL (eq. 10); each sample draws fresh eps for every step. ``engine`` as in
-    model.py.
+    model.py. `evaluate_terms` gives the same two with the ELBO's terms and the weights' effective sample size.
+    """
+    terms = evaluate_terms(params, config, x, mask, n_samples, rng, engine=engine)
+    return terms["elbo"], terms["log_likelihood"]
+
+
+def evaluate_terms(params, config, x, mask, n_samples, rng, *, engine="compiled"):
+    """Per sequence, a dict of (B,) arrays:
+
+    - ``elbo`` = ``rec`` - ``kl``, each averaged over the S samples: ``rec`` is the reconstruction term
+      sum_t log p(x_t | z_<=t, x_<t), ``kl`` the closed-form KL summed over the steps (eq. 10);
+    - ``log_likelihood``: the importance-sampled estimate with S samples (above); exact for the RNNs;
+    - ``ess``: the effective sample size of the S normalised weights w_s, 1 / sum_s w_s^2, between 1 (one
+      sample carries the estimate: it is unreliable) and S (all weigh the same). NaN for the RNNs.
+
+    The samples are drawn in the same order as `elbo_and_importance` draws them, so both give the same values
+    for the same ``rng``.
     """
     T, B = mask.shape
     if not config.latent:
-        exact = log_weight(forward(params, config, x, mask, None, engine=engine)[0], None, mask)
-        return exact, exact
-    elbos, weights = [], []
+        result = forward(params, config, x, mask, None, engine=engine)[0]
+        exact = log_weight(result, None, mask)
+        return {"elbo": exact, "rec": exact, "kl": np.zeros(B), "log_likelihood": exact,
+                "ess": np.full(B, np.nan)}
+    recs, kls, weights = [], [], []
     for _ in range(n_samples):
         eps = rng.standard_normal((T, B, config.z_dim)).astype(x.dtype)
         result, _ = forward(params, config, x, mask, eps, engine=engine)
-        elbos.append(-(result["nll"] + result["kl"]).sum(axis=0))
+        recs.append(-result["nll"].sum(axis=0))
+        kls.append(result["kl"].sum(axis=0))
         weights.append(log_weight(result, eps, mask))
     log_w = np.stack(weights, axis=1).astype(np.float64)  # (B, S)
-    estimate = logsumexp_forward(log_w)[0] - np.log(n_samples)
-    return np.mean(elbos, axis=0), estimate
+    log_norm = logsumexp_forward(log_w)[0]
+    w = np.exp(log_w - log_norm[:, None])  # normalised weights: each row sums to 1
+    rec, kl = np.mean(recs, axis=0), np.mean(kls, axis=0)
+    return {"elbo": np.mean([r - k for r, k in zip(recs, kls)], axis=0), "rec": rec, "kl": kl,
+            "log_likelihood": log_norm - np.log(n_samples), "ess": 1.0 / (w ** 2).sum(axis=1)}

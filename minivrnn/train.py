@@ -30,10 +30,13 @@ from .optim import Adam, clip_by_global_norm
 from .fast.memory import keep_freed_memory
 from .fast.threads import single_threaded_blas
 
+# The newcomer's run validates with one noise draw (it never stops early: 15 epochs, patience 10); a real run
+# averages several draws, because one draw on a small validation split moves the bound by more than an epoch
+# of training does, and patience counts epochs of 3 optimizer steps on the shipped speech.
 TINY = dict(data="handwriting", model="vrnn-gmm", z_dim=8, h_dim=32, feat_dim=32, epochs=15, batch_size=16,
-            max_len=50, lr=3e-3)
+            max_len=50, lr=3e-3, patience=10, valid_draws=1)
 DEFAULTS = dict(data="speech", model="vrnn-gauss", z_dim=32, h_dim=128, feat_dim=128, epochs=100,
-                batch_size=32, max_len=40, lr=1e-3)
+                batch_size=32, max_len=40, lr=1e-3, patience=30, valid_draws=5)
 
 
 class TrainError(Exception):
@@ -71,11 +74,18 @@ def build_parser():
     p.add_argument("--clip", type=positive(float), default=10.0, help="clip the global gradient norm to this")
     p.add_argument("--kl-warmup", type=non_negative_int, default=0,
                    help="optimizer steps over which the KL weight rises linearly from 0 to 1 (0: off)")
-    p.add_argument("--patience", type=positive(int), default=10,
-                   help="stop after this many epochs without a better validation bound")
+    p.add_argument("--patience", type=positive(int),
+                   help="stop after this many epochs without a better validation bound (the -ELBO per validation "
+                        f"sequence, averaged over --valid-draws noise draws) [default: {DEFAULTS['patience']}]")
+    p.add_argument("--valid-draws", type=positive(int),
+                   help="noise draws the validation bound is averaged over; it picks best.npz and drives early "
+                        f"stopping [default: {DEFAULTS['valid_draws']}]")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="training precision")
     p.add_argument("--seed", type=non_negative_int, default=0,
-                   help="seeds the initialisation, shuffling and noise")
+                   help="seeds the initialisation, shuffling and noise (not the split: see --split-seed)")
+    p.add_argument("--split-seed", type=non_negative_int,
+                   help="seeds which sequences go to the training, validation and test splits; keep it fixed "
+                        "to compare runs of different --seed on the same test sequences [default: 0]")
     p.add_argument("--out", type=non_empty, default=None, help="run folder [default: runs/<data>-<model>]")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.npz, with the flags it was started with "
@@ -90,6 +100,8 @@ def resolve_args(args):
     for key, value in preset.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.split_seed is None:
+        args.split_seed = 0
     if args.out is None:
         args.out = os.path.join("runs", f"{os.path.basename(str(args.data).rstrip('/'))}-{args.model}")
     return args
@@ -99,7 +111,7 @@ def resolve_args(args):
 # (the model's sizes come from the checkpoint's config; --out and --resume are the resume request itself).
 RUN_FLAGS = ("tiny", "data", "model", "cell", "z_dim", "h_dim", "feat_dim", "n_layers", "n_mix", "sigma_min",
              "frame_size", "heldout", "epochs", "batch_size", "max_len", "lr", "clip", "kl_warmup", "patience",
-             "dtype", "seed", "no_plots")
+             "valid_draws", "dtype", "seed", "split_seed", "no_plots")
 
 
 def explicit_flags(argv):
@@ -114,11 +126,14 @@ def restore_run_flags(args, explicit):
     """For --resume: every run flag not given again takes the value stored in the run's last.npz."""
     out = args.out if args.out is not None else resolve_args(argparse.Namespace(**vars(args))).out
     path = os.path.join(out, "last.npz")
-    stored = load_checkpoint(path)["train_state"].get("args", {})
+    state = load_checkpoint(path)["train_state"]
+    stored = state.get("args", {})
     actions = {action.dest: action for action in build_parser()._actions}
     for key, value in stored.items():
         if key in RUN_FLAGS and key not in explicit:
             setattr(args, key, stored_flag(actions[key], value, f"{path}: train_state/args/{key}"))
+    if "split_seed" not in stored and "split_seed" not in explicit:  # a run started before --split-seed
+        args.split_seed = state.get("data", {}).get("seed", args.seed)  # ... split its data with --seed
     args.out = out
     return args
 
@@ -189,7 +204,8 @@ def train(args):
 def run_training(args, held):
     """The body of ``train``: ``held`` receives the run folder's lock once the folder exists."""
     dtype = np.dtype(args.dtype)
-    splits = datalib.load_splits(args.data, frame_size=args.frame_size, heldout=args.heldout, seed=args.seed)
+    splits = datalib.load_splits(args.data, frame_size=args.frame_size, heldout=args.heldout,
+                                 seed=args.split_seed)
     to_dtype = lambda seqs: [s.astype(dtype) for s in seqs]
     train_seqs, valid_seqs = to_dtype(splits.train), to_dtype(splits.valid)
     output = "pen" if splits.kind == "handwriting" else "auto"
@@ -213,6 +229,10 @@ def run_training(args, held):
                     raise TrainError(f"{checkpoint_path}: Adam's moment adam/{kind}/{name} has shape "
                                      f"{moment.shape}, the parameter {params[name].shape}")
         state = ck["train_state"]
+        stored_split = state.get("data", {}).get("seed", args.split_seed)
+        if stored_split != args.split_seed:  # the test split would change under the run
+            raise TrainError(f"--split-seed {args.split_seed}: the run in {args.out} was started with split seed "
+                             f"{stored_split}; resume it without --split-seed (or start a new run)")
     else:
         try:
             config = VRNNConfig(x_dim=splits.x_dim, z_dim=args.z_dim, h_dim=args.h_dim, feat_dim=args.feat_dim,
@@ -223,7 +243,7 @@ def run_training(args, held):
         params = init_params(config, args.seed, dtype)
         opt = Adam(lr=args.lr)
         state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "bad_epochs": 0, "history": [],
-                 "data": {"source": str(args.data), "frame_size": args.frame_size, "seed": args.seed,
+                 "data": {"source": str(args.data), "frame_size": args.frame_size, "seed": args.split_seed,
                           "heldout": args.heldout}}
     state["args"] = {k: getattr(args, k) for k in RUN_FLAGS}
     make_run_folder(args.out)
@@ -259,6 +279,10 @@ def run_training(args, held):
     print(f"minivrnn: {config.model} ({config.cell}) on {args.data}: {len(train_seqs)} training and "
           f"{len(valid_seqs)} validation sequences, x_dim={config.x_dim}, "
           f"{sum(p.size for p in params.values()):,} parameters -> {args.out}")
+    print(f"each epoch's line: the -ELBO in nats (lower is better; evaluate prints the ELBO, its negative) per "
+          f"time step x_t, for training and validation alike, then per training chunk (at most {args.max_len} "
+          f"steps) and per whole validation sequence; validation averages {args.valid_draws} noise "
+          f"draw{'s' if args.valid_draws > 1 else ''}")
     if state["step"] == 0:
         print("(the first steps compile the Numba kernels, or load them from the cache)")
     t_start = time.time()
@@ -270,7 +294,7 @@ def run_training(args, held):
             batches = list(datalib.iterate_batches(train_seqs, args.batch_size, np.random.default_rng(
                 [args.seed, epoch]), max_len=args.max_len))
             bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{args.epochs}",
-                       leave=True, dynamic_ncols=True)
+                       leave=True, dynamic_ncols=True, disable=not on_terminal(sys.stderr))
             sums = state.setdefault("sums", [0.0, 0.0, 0.0, 0, 0])  # -ELBO, KL, rec, sequences, steps
             for b in range(state["batch"], len(batches)):
                 x, mask = batches[b]
@@ -316,8 +340,8 @@ def run_training(args, held):
             bar = None
             try:
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # (as in the step)
-                    valid_loss, valid_per_step, kl_per_step = evaluate_bound(params, config, valid_seqs,
-                                                                             args.batch_size, args.seed)
+                    valid_loss, valid_per_step, kl_per_step = evaluate_bound(
+                        params, config, valid_seqs, args.batch_size, args.seed, args.valid_draws)
                 bad = None if np.isfinite(valid_loss) else f"the validation loss became {valid_loss}"
             except ValueError as e:  # as in the training step: a value check inside the model failed
                 bad = f"the validation forward pass failed ({e})"
@@ -356,7 +380,8 @@ def run_training(args, held):
         return 130
     if not args.no_plots:
         if kl_per_step is None:  # e.g. --resume of a run that had already reached --epochs
-            kl_per_step = evaluate_bound(params, config, valid_seqs, args.batch_size, args.seed)[2]
+            kl_per_step = evaluate_bound(params, config, valid_seqs, args.batch_size, args.seed,
+                                         args.valid_draws)[2]
         write_plots(args, params, config, splits, valid_seqs, state["history"], kl_per_step)
     print(f"done in {time.time() - t_start:.1f} s: {args.out}/ holds last.npz, best.npz, metrics.jsonl"
           + ("" if args.no_plots else " and the plots"))
@@ -547,20 +572,32 @@ def epoch_summary(record):
             f"{record['valid_loss']:.3f}")
 
 
-def evaluate_bound(params, config, seqs, batch_size, seed):
-    """Validation -ELBO per sequence and per time step (fixed noise), and the mean KL at each time step."""
+def evaluate_bound(params, config, seqs, batch_size, seed, draws=1):
+    """Validation -ELBO per sequence and per time step, and the mean KL at each time step, each averaged over
+    ``draws`` noise draws. The draws are the same at every epoch (seeded by ``seed``), so two epochs' bounds
+    differ by what training changed, not by the noise."""
     rng = np.random.default_rng([seed, 12345])
     dtype = params["phi_x.l0.W"].dtype
     longest = max(len(s) for s in seqs)
     total, kl_sum, kl_count = 0.0, np.zeros(longest), np.zeros(longest)
     for start in range(0, len(seqs), batch_size):
         x, mask = datalib.pad_batch(seqs[start:start + batch_size])  # (T, B, D), (T, B)
-        eps = rng.standard_normal(x.shape[:2] + (config.z_dim,)).astype(dtype)
-        result, _ = forward(params, config, x, mask, eps)
-        total += result["loss"] * x.shape[1]
-        kl_sum[:x.shape[0]] += result["kl"].sum(axis=1)
-        kl_count[:x.shape[0]] += mask.sum(axis=1)
-    return total / len(seqs), total / kl_count.sum(), kl_sum / np.maximum(kl_count, 1)
+        for _ in range(draws if config.latent else 1):  # (an RNN's bound is exact: no noise to average)
+            eps = rng.standard_normal(x.shape[:2] + (config.z_dim,)).astype(dtype)
+            result, _ = forward(params, config, x, mask, eps)
+            total += result["loss"] * x.shape[1]
+            kl_sum[:x.shape[0]] += result["kl"].sum(axis=1)
+            kl_count[:x.shape[0]] += mask.sum(axis=1)
+    n_draws = draws if config.latent else 1
+    return total / (n_draws * len(seqs)), total / kl_count.sum(), kl_sum / np.maximum(kl_count, 1)
+
+
+def on_terminal(stream):
+    """Progress bars on a terminal; in a log file (or a pipe) only the plain line per epoch."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
 
 
 def write_plots(args, params, config, splits, valid_seqs, history, kl_per_step):

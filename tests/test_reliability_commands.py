@@ -137,19 +137,19 @@ def test_atomic_file_keeps_the_earlier_wav_on_failure(tmp_path):
 
 
 def _evaluate(checkpoint, capsys, *extra):
-    code = evaluatemod.main([checkpoint, "--samples", "2", *extra])
+    code = evaluatemod.main([checkpoint, "--samples", "2", "--overwrite", *extra])  # (the tests share a CSV)
     return code
 
 
 def test_evaluate_full_disk_names_the_csv_and_keeps_the_earlier_one(checkpoint, tmp_path, monkeypatch, capsys):
     assert _evaluate(checkpoint, capsys) == 0
     capsys.readouterr()
-    csv_path = os.path.splitext(checkpoint)[0] + "-test-eval.csv"
+    csv_path = os.path.splitext(checkpoint)[0] + "-test-S2-seed0.csv"
     before = open(csv_path, "rb").read()
     assert before
     real_open = open
     monkeypatch.setattr(evaluatemod, "open", lambda *a, **k: _FillingFile(real_open(*a, **k)), raising=False)
-    assert _evaluate(checkpoint, capsys, "--seed", "1") == 2
+    assert _evaluate(checkpoint, capsys) == 2
     line = _one_error(capsys, os.path.basename(csv_path))
     assert "best.npz" not in line.replace(os.path.basename(csv_path), "")
     assert open(csv_path, "rb").read() == before
@@ -159,7 +159,7 @@ def test_evaluate_full_disk_names_the_csv_and_keeps_the_earlier_one(checkpoint, 
 def test_evaluate_failed_rename_keeps_the_earlier_csv(checkpoint, tmp_path, monkeypatch, capsys):
     assert _evaluate(checkpoint, capsys) == 0
     capsys.readouterr()
-    csv_path = os.path.splitext(checkpoint)[0] + "-test-eval.csv"
+    csv_path = os.path.splitext(checkpoint)[0] + "-test-S2-seed0.csv"
     before = open(csv_path, "rb").read()
     real_replace = os.replace
 
@@ -169,7 +169,7 @@ def test_evaluate_failed_rename_keeps_the_earlier_csv(checkpoint, tmp_path, monk
         return real_replace(src, dst, *a, **k)
 
     monkeypatch.setattr(os, "replace", replace)
-    assert _evaluate(checkpoint, capsys, "--seed", "1") == 2
+    assert _evaluate(checkpoint, capsys) == 2
     _one_error(capsys, os.path.basename(csv_path))
     assert open(csv_path, "rb").read() == before
     _no_temp_files(os.path.dirname(csv_path))
@@ -183,5 +183,5 @@ def test_evaluate_full_disk_on_first_run_leaves_no_csv(tmp_path, checkpoint, mon
     real_open = open
     monkeypatch.setattr(evaluatemod, "open", lambda *a, **k: _FillingFile(real_open(*a, **k)), raising=False)
     assert _evaluate(str(ck), capsys) == 2
-    _one_error(capsys, "copy-test-eval.csv")
+    _one_error(capsys, "copy-test-S2-seed0.csv")
     assert os.listdir(tmp_path) == ["copy.npz"]

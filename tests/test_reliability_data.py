@@ -220,4 +220,4 @@ def test_evaluate_refuses_samples_that_cannot_fit_in_memory(checkpoint, capsys, 
 
 def test_evaluate_still_runs_with_a_sensible_number_of_samples(checkpoint, capsys):
     assert evalmod.main([checkpoint, "--samples", "3"]) == 0
-    assert "importance-sampled (~, S=3)" in capsys.readouterr().out
+    assert "(~, importance-sampled, S=3)" in capsys.readouterr().out

@@ -177,7 +177,7 @@ def test_a_held_out_writer_split_is_kept_by_the_run_and_used_by_evaluate(tmp_pat
              "--epochs", "1", "--max-len", "20", "--no-plots", "--out", str(run)]
     assert trainmod.main(small + ["--heldout", "group"]) == 0
     assert evaluatemod.main([str(run / "best.npz"), "--samples", "2"]) == 0
-    with open(run / "best-test-eval.csv") as f:
+    with open(run / "best-test-S2-seed0.csv") as f:
         steps = [int(line.split(",")[1]) for line in f.read().splitlines()[1:]]
     by_writer = datalib.load_splits("handwriting", heldout="group")
     by_sequence = datalib.load_splits("handwriting", heldout="utterance")
