@@ -333,8 +333,10 @@ def read_wav_folder(folder, *, sample_rate=None):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def split_indices(group, *, valid_fraction=0.1, test_fraction=0.1, heldout="utterance", seed=0):
-    """Deterministic, disjoint (train, valid, test) arrays of sequence numbers (each sorted).
+def split_indices(group, *, valid_fraction=0.1, test_fraction=0.1, heldout="utterance",
+                  split_seed=0):
+    """Deterministic, disjoint (train, valid, test) arrays of sequence numbers (each sorted), the same for the
+    same ``split_seed`` (whatever seeds a training's initialisation and noise).
 
     ``heldout="utterance"`` shuffles the sequences and gives each fraction of them (at least one if the
     fraction is > 0) to validation and test. ``heldout="group"`` does the same with whole groups
@@ -348,7 +350,7 @@ def split_indices(group, *, valid_fraction=0.1, test_fraction=0.1, heldout="utte
                          f"{test_fraction}")
     group = np.asarray(group)
     units = np.arange(len(group)) if heldout == "utterance" else np.unique(group)
-    order = np.random.default_rng(seed).permutation(units)
+    order = np.random.default_rng(split_seed).permutation(units)
     n_test, n_valid = _split_count(test_fraction, len(units)), _split_count(valid_fraction, len(units))
     if n_test + n_valid >= len(units):
         what = "sequence" if heldout == "utterance" else "group"
@@ -495,11 +497,12 @@ def sequence_path(dataset, i):
 
 
 def load_splits(source, *, frame_size=200, valid_fraction=0.1, test_fraction=0.1, heldout="utterance",
-                seed=0, dtype=np.float32, sample_rate=None):
+                split_seed=0, dtype=np.float32, sample_rate=None):
     """Load ``source`` (a shipped name, an ``.npz`` or a ``.wav`` folder) as normalised `Splits`.
 
     Speech is cut into non-overlapping frames of ``frame_size`` samples (so D = frame_size); every split is
-    normalised with statistics of the training split alone. See `split_indices` for ``heldout``.
+    normalised with statistics of the training split alone. See `split_indices` for ``heldout`` and
+    ``split_seed``.
     """
     if not (isinstance(frame_size, (int, np.integer)) and frame_size >= 1):
         raise ValueError(f"frame_size: expected a positive integer, got {frame_size!r}")
@@ -513,7 +516,7 @@ def load_splits(source, *, frame_size=200, valid_fraction=0.1, test_fraction=0.1
         sequences = [waveform_to_frames(w, frame_size) for w in sequences]  # each (T_i, frame_size)
     try:
         ids = split_indices(dataset.group, valid_fraction=valid_fraction, test_fraction=test_fraction,
-                            heldout=heldout, seed=seed)
+                            heldout=heldout, split_seed=split_seed)
     except ValueError as e:
         raise DataError(dataset.path, e) from None
     try:

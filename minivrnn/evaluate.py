@@ -107,7 +107,7 @@ def evaluate_checkpoint(checkpoint, *, split="test", samples=50, seed=0, batch_s
         raise CheckpointError(f"{checkpoint}: train_state/data/source: missing, so the data it was "
                               f"trained on is unknown; name the data with --data")
     splits = datalib.load_splits(data or source["source"], frame_size=source.get("frame_size", 200),
-                                 heldout=source.get("heldout", "utterance"), seed=source.get("seed", 0),
+                                 heldout=source.get("heldout", "utterance"), split_seed=source.get("seed", 0),
                                  dtype=np.float64)  # the run's own splits: its test split was never trained on
     if splits.x_dim != config.x_dim:
         raise datalib.DataError(splits.source, f"frames have {splits.x_dim} dimensions but the checkpoint "

@@ -205,7 +205,7 @@ def run_training(args, held):
     """The body of ``train``: ``held`` receives the run folder's lock once the folder exists."""
     dtype = np.dtype(args.dtype)
     splits = datalib.load_splits(args.data, frame_size=args.frame_size, heldout=args.heldout,
-                                 seed=args.split_seed)
+                                 split_seed=args.split_seed)
     to_dtype = lambda seqs: [s.astype(dtype) for s in seqs]
     train_seqs, valid_seqs = to_dtype(splits.train), to_dtype(splits.valid)
     output = "pen" if splits.kind == "handwriting" else "auto"

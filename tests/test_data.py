@@ -96,12 +96,12 @@ def test_load_splits_gives_float_sequences_of_the_right_width(name):
                                            ("handwriting", "utterance"), ("handwriting", "group"),
                                            ("series", "utterance")])
 def test_splits_are_disjoint_complete_and_deterministic(name, heldout):
-    s = data.load_splits(name, heldout=heldout, seed=3)
+    s = data.load_splits(name, heldout=heldout, split_seed=3)
     train, valid, test = set(s.train_ids), set(s.valid_ids), set(s.test_ids)
     assert not (train & valid or train & test or valid & test)
     assert train | valid | test == set(range(len(raw(name)["offsets"]) - 1))
     assert valid and test and len(train) > len(valid)
-    again = data.load_splits(name, heldout=heldout, seed=3)
+    again = data.load_splits(name, heldout=heldout, split_seed=3)
     assert np.array_equal(again.test_ids, s.test_ids) and np.array_equal(again.valid_ids, s.valid_ids)
     if heldout == "group":  # no speaker or writer is in two splits
         groups = [set(s.group[ids]) for ids in (s.train_ids, s.valid_ids, s.test_ids)]
@@ -109,7 +109,7 @@ def test_splits_are_disjoint_complete_and_deterministic(name, heldout):
 
 
 def test_other_seeds_give_other_splits():
-    tests = {tuple(data.load_splits("handwriting", seed=seed).test_ids) for seed in range(4)}
+    tests = {tuple(data.load_splits("handwriting", split_seed=seed).test_ids) for seed in range(4)}
     assert len(tests) == 4
 
 

@@ -159,7 +159,7 @@ def test_the_split_seed_is_separate_from_the_seed(tmp_path):
         runs[name] = (_state(out)["data"]["seed"], load_checkpoint(os.path.join(out, "last.npz"))["params"])
     assert runs["a"][0] == runs["b"][0] == 0 and runs["c"][0] == 4
     assert not np.array_equal(runs["a"][1]["phi_x.l0.W"], runs["b"][1]["phi_x.l0.W"])  # --seed: initialisation
-    ids = {s: datalib.load_splits("series", seed=s).test_ids for s in (0, 4)}
+    ids = {s: datalib.load_splits("series", split_seed=s).test_ids for s in (0, 4)}
     assert not np.array_equal(ids[0], ids[4])  # (so the stored split seed is what decides the test split)
 
 

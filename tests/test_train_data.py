@@ -21,7 +21,7 @@ def training_statistics(dataset):
     """(mean, std) that the checkpoint should hold, recomputed from the raw file with plain NumPy."""
     with np.load(SAMPLES / f"{dataset}.npz") as f:
         raw, offsets, group = f["data"], f["offsets"], f["group"]
-    train_ids = split_indices(group, seed=0)[0]  # the CLI's default split (--seed 0)
+    train_ids = split_indices(group, split_seed=0)[0]  # the CLI's default split (--split-seed 0)
     seqs = [raw[offsets[i] : offsets[i + 1]] for i in train_ids]
     if dataset == "speech":  # whole 200-sample frames, int16 -> [-1, 1)
         rows = np.concatenate([s[: len(s) // 200 * 200] for s in seqs]) / 32768.0
