@@ -30,6 +30,28 @@ def plot_kl_per_step(kl_per_step, path):
     _save(fig, path)
 
 
+def plot_table1(results, models, path):
+    """Each run's test log-likelihood per step (one dot per seed) and the mean over seeds, one column per
+    model, in Table 1's order. ``results`` as experiment.py stores them; diverged runs are left out."""
+    fig = Figure(figsize=(1.3 * len(models) + 2, 3.5))
+    ax = fig.subplots()
+    ok = [r for r in results if r["status"] == "ok"]
+    for seed in sorted({r["seed"] for r in ok}):  # a faint line joins one seed's runs: the differences are paired
+        points = [(models.index(r["model"]), r["log_likelihood_per_step"]) for r in ok
+                  if r["seed"] == seed and r["model"] in models]
+        ax.plot(*zip(*sorted(points)), "-", lw=0.8, color="0.8", zorder=0)
+    for i, model in enumerate(models):
+        values = [r["log_likelihood_per_step"] for r in ok if r["model"] == model]
+        if values:
+            ax.plot(np.full(len(values), i), values, "o", ms=4, alpha=0.6, color="C0")
+            ax.plot([i - 0.25, i + 0.25], [np.mean(values)] * 2, "-", lw=2, color="C1")
+    ax.set_xticks(range(len(models)), models, rotation=20)
+    ax.set_ylabel("test log-likelihood per step (nats)")
+    ax.set_title("Table 1, measured: one dot per seed (grey lines join a seed), bar = mean", fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def plot_samples(real, generated, kind, path):
     """Real sequences (left) beside generated ones (right), each a (T, D) array in data units; with
     ``real=None`` only the generated ones."""
