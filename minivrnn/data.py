@@ -31,6 +31,7 @@ message is one line naming the file and the problem.
 import os
 import wave
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,9 @@ def load_dataset(source, *, sample_rate=None):
     """
     if isinstance(source, str) and source in SHIPPED:
         return read_npz(shipped_path(source))
+    if isinstance(source, str) and not source:  # (Path("") is the current folder: it would be searched for .wav)
+        raise DataError("''", f"an empty path; name a dataset .npz, a folder of .wav files or a shipped sample "
+                              f"({', '.join(SHIPPED)})")
     path = Path(source)
     if path.is_dir():
         return read_wav_folder(path, sample_rate=sample_rate)
@@ -153,10 +157,17 @@ def _read_npz_arrays(path):
         for key in loaded.files:
             try:
                 arrays[key] = loaded[key]
-            except ValueError:
-                raise DataError(path, f"key '{key}' holds Python objects; store plain numeric or "
-                                      f"string arrays") from None
-            except (zipfile.BadZipFile, OSError, EOFError) as e:
+            except ValueError as e:
+                if "allow_pickle" in str(e):
+                    raise DataError(path, f"key '{key}' holds Python objects; store plain numeric or "
+                                          f"string arrays") from None
+                raise DataError(path, f"key '{key}' is not a readable .npy array ({e})") from None
+            except MemoryError as e:  # its header declares more than memory holds: a damaged file, most likely
+                raise DataError(path, f"key '{key}' does not fit in memory ({e}); a damaged file, or more data "
+                                      f"than this machine holds") from None
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, zlib.error) as e:
+                # (NotImplementedError: a compression method zipfile cannot read; zlib.error: a damaged
+                # compressed member)
                 raise DataError(path, f"key '{key}' is unreadable ({type(e).__name__}: {e})") from None
             if not isinstance(arrays[key], np.ndarray):  # np.load hands back a non-.npy member as raw bytes
                 raise DataError(path, f"member '{key}' is not a NumPy .npy array (raw bytes); a dataset .npz "
@@ -259,6 +270,11 @@ def read_wav(path):
             raw = w.readframes(n_frames)
     except (wave.Error, EOFError) as e:
         raise DataError(path, f"not a readable PCM .wav file ({e})") from None
+    except RuntimeError:  # what wave's chunk reader raises for a chunk that runs past the chunk holding it
+        raise DataError(path, "not a readable PCM .wav file (a chunk declares more bytes than the file "
+                              "holds)") from None
+    if rate <= 0:  # (a checkpoint trained on it could not be loaded: speech needs its samples per second)
+        raise DataError(path, f"sample rate {rate} Hz in the header; a damaged file")
     if width != 2:
         raise DataError(path, f"{8 * width}-bit samples; expected 16-bit PCM")
     if channels != 1:
@@ -563,6 +579,18 @@ def pad_batch(sequences):
         x[: len(s), b] = s
         mask[: len(s), b] = 1
     return x, mask
+
+
+def batches_by_length(sequences, batch_size):
+    """For evaluation: yields (indices, x, mask), batches of sequences of similar lengths (sorted by length,
+    ties in order), so that each batch is padded to little more than its own sequences. Batches of whole
+    sequences in their given order can pad a short one to the length of the longest. ``indices`` says which
+    of ``sequences`` the batch holds, in its order."""
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    for start in range(0, len(order), batch_size):
+        indices = order[start:start + batch_size]
+        x, mask = pad_batch([sequences[i] for i in indices])
+        yield indices, x, mask
 
 
 def unpad_batch(x, mask):

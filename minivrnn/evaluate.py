@@ -120,12 +120,10 @@ def evaluate_checkpoint(checkpoint, *, split="test", samples=50, seed=0, batch_s
     check_samples(samples, max(1, min(batch_size, len(seqs))))  # the batches as they will be
     params = {k: v.astype(np.float64) for k, v in ck["params"].items()}
     rng = np.random.default_rng(seed)
-    values = {name: [] for name in TERMS}
-    for start in range(0, len(seqs), batch_size):
-        x, mask = datalib.pad_batch(seqs[start:start + batch_size])
+    values = {name: np.empty(len(seqs)) for name in TERMS}
+    for indices, x, mask in datalib.batches_by_length(seqs, batch_size):
         for name, v in evaluate_terms(params, config, x, mask, samples, rng).items():
-            values[name].extend(v)
-    values = {name: np.asarray(v, dtype=np.float64) for name, v in values.items()}
+            values[name][indices] = v
     values["steps"] = np.array([len(s) for s in seqs])
     return config, values
 

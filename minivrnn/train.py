@@ -580,8 +580,7 @@ def evaluate_bound(params, config, seqs, batch_size, seed, draws=1):
     dtype = params["phi_x.l0.W"].dtype
     longest = max(len(s) for s in seqs)
     total, kl_sum, kl_count = 0.0, np.zeros(longest), np.zeros(longest)
-    for start in range(0, len(seqs), batch_size):
-        x, mask = datalib.pad_batch(seqs[start:start + batch_size])  # (T, B, D), (T, B)
+    for _, x, mask in datalib.batches_by_length(seqs, batch_size):  # (T, B, D), (T, B)
         for _ in range(draws if config.latent else 1):  # (an RNN's bound is exact: no noise to average)
             eps = rng.standard_normal(x.shape[:2] + (config.z_dim,)).astype(dtype)
             result, _ = forward(params, config, x, mask, eps)

@@ -195,7 +195,7 @@ def test_the_validation_bound_averages_its_draws():
     seqs = [rng.standard_normal((t, 2)) for t in (6, 4, 5)]
     loss, per_step, kl = trainmod.evaluate_bound(params, config, seqs, 2, 7, draws=3)
     # by hand: the same noise stream, three draws per batch, averaged per sequence and per step
-    x_all = [datalib.pad_batch(b) for b in (seqs[:2], seqs[2:])]
+    x_all = [datalib.pad_batch(b) for b in ([seqs[1], seqs[2]], [seqs[0]])]  # batches of similar lengths
     noise = np.random.default_rng([7, 12345])
     total = 0.0
     for x, mask in x_all:
@@ -220,3 +220,22 @@ def test_on_a_terminal_the_progress_bar_is_drawn(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(trainmod, "on_terminal", lambda stream: True)
     assert trainmod.main(SMALL + ["--model", "vrnn-gauss", "--out", str(tmp_path / "r")]) == 0
     assert "epoch 1/1" in capsys.readouterr().err  # tqdm's bar, on stderr
+
+
+def test_evaluation_batches_group_sequences_of_similar_length():
+    rng = np.random.default_rng(0)
+    seqs = [rng.standard_normal((t, 2)) for t in (50, 3, 48, 4, 49, 5)]
+    batches = list(datalib.batches_by_length(seqs, 2))
+    assert [b[0] for b in batches] == [[1, 3], [5, 2], [4, 0]]
+    for indices, x, mask in batches:
+        assert x.shape[0] == max(len(seqs[i]) for i in indices)  # padded to its own longest only
+        for column, i in enumerate(indices):
+            np.testing.assert_array_equal(x[:len(seqs[i]), column], seqs[i])
+            assert mask[:, column].sum() == len(seqs[i])
+
+
+def test_evaluate_writes_each_sequence_s_values_in_the_split_s_order(runs, capsys):
+    """Batched by length, reported in order: the CSV's steps column is the split's sequence lengths."""
+    assert evaluatemod.main([runs["vrnn-gauss"], "--samples", "2", "--split", "train", "--overwrite"]) == 0
+    rows = _rows(os.path.splitext(runs["vrnn-gauss"])[0] + "-train-S2-seed0.csv")
+    assert [int(r["steps"]) for r in rows] == [len(s) for s in datalib.load_splits("series").train]
