@@ -8,6 +8,7 @@ crash or Ctrl-C never leaves a half-written checkpoint behind.
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import asdict
 from dataclasses import fields as dataclass_fields
 
@@ -93,10 +94,13 @@ def _read_arrays(path):
                     value = f[key]
                 except ValueError as e:  # an object array (pickle refused) or a malformed .npy header
                     _fail(path, key, f"not a plain numeric or string array ({e})")
+                except MemoryError as e:  # its header declares more than memory holds (a damaged file)
+                    _fail(path, key, f"does not fit in memory ({e}); a damaged file")
                 if not isinstance(value, np.ndarray):  # np.load hands a member that is no .npy over as bytes
                     _fail(path, key, "not an .npy array (the archive member holds raw bytes)")
                 arrays[key] = value
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error) as e:
+        # (NotImplementedError: a compression method zipfile cannot read; zlib.error: a damaged compressed member)
         if isinstance(e, CheckpointError):
             raise
         raise CheckpointError(f"{path}: not a readable minivrnn checkpoint ({type(e).__name__}: {e})") from None
@@ -113,6 +117,8 @@ def _json_entry(path, arrays, key):
         return json.loads(str(value))
     except ValueError as e:
         _fail(path, key, f"not valid JSON ({e})")
+    except RecursionError:  # arrays or objects nested thousands deep: no checkpoint writes that
+        _fail(path, key, "JSON nested too deeply to read")
 
 
 def _check_config(path, arrays):

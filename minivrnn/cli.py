@@ -40,6 +40,16 @@ def non_empty(text):
     return text
 
 
+def parse_args(parser, argv=None):
+    """``parser.parse_args(argv)``, with an option written ``--n=--`` refused as argparse refuses ``--n`` alone
+    (one line, exit 2): Python's argparse drops that "--" and hands the option an empty list instead."""
+    args = parser.parse_args(argv)
+    for action in parser._actions:
+        if action.option_strings and action.nargs is None and isinstance(getattr(args, action.dest, None), list):
+            parser.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+    return args
+
+
 def physical_memory():
     """Bytes of physical memory (os.sysconf), or None where the system does not say."""
     try:

@@ -23,7 +23,7 @@ from .evaluation import evaluate_terms
 from .files import atomic_file
 from .fast.memory import keep_freed_memory
 from .fast.threads import single_threaded_blas
-from .cli import DefaultsFormatter, non_negative_int, physical_memory, positive
+from .cli import DefaultsFormatter, non_negative_int, parse_args, physical_memory, positive
 
 positive_int = positive(int)
 MAX_SAMPLES = 10**6  # beyond this, --samples is refused: S forward passes per batch would run for days
@@ -77,7 +77,7 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     keep_freed_memory()
     try:
         with single_threaded_blas():
@@ -122,8 +122,14 @@ def evaluate_checkpoint(checkpoint, *, split="test", samples=50, seed=0, batch_s
     rng = np.random.default_rng(seed)
     values = {name: np.empty(len(seqs)) for name in TERMS}
     for indices, x, mask in datalib.batches_by_length(seqs, batch_size):
-        for name, v in evaluate_terms(params, config, x, mask, samples, rng).items():
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # (a non-finite value: refused below)
+            terms = evaluate_terms(params, config, x, mask, samples, rng)
+        for name, v in terms.items():
             values[name][indices] = v
+    bad = [name for name in ("elbo", "log_likelihood") if not np.all(np.isfinite(values[name]))]
+    if bad:  # finite parameters can still overflow a density (e.g. absurdly large weights)
+        raise EvaluateError(f"{checkpoint}: the {' and the '.join(bad)} of some {split} sequences are not finite "
+                            f"(NaN or Inf): the parameters give no usable density on this data")
     values["steps"] = np.array([len(s) for s in seqs])
     return config, values
 

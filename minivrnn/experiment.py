@@ -30,7 +30,7 @@ from . import data as datalib
 from . import evaluate as evaluatemod
 from . import train as trainmod
 from .checkpoint import CheckpointError
-from .cli import DefaultsFormatter, non_empty, non_negative_int, positive
+from .cli import DefaultsFormatter, non_empty, non_negative_int, parse_args, positive
 from .files import atomic_file
 
 TABLE1 = ("rnn-gauss", "rnn-gmm", "vrnn-i-gauss", "vrnn-gauss", "vrnn-gmm")  # the paper's row order
@@ -89,7 +89,7 @@ def settings(args):
 
 
 def main(argv=None):
-    args = resolve(build_parser().parse_args(argv))
+    args = resolve(parse_args(build_parser(), argv))
     try:
         trainmod.make_run_folder(args.out)
         with trainmod.run_folder_lock(args.out):  # one experiment per folder, as one training per run folder

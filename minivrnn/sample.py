@@ -13,7 +13,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .files import atomic_file, naming
 from .fast.memory import keep_freed_memory
 from .sampling import sample
-from .cli import DefaultsFormatter, non_negative_int, physical_memory, positive
+from .cli import DefaultsFormatter, non_negative_int, parse_args, physical_memory, positive
 
 MEMORY_FRACTION = 0.5  # refuse a generation whose arrays would need more than this share of physical memory
 
@@ -36,7 +36,7 @@ def generation_bytes(config, n_steps, n_sequences):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         ck = load_checkpoint(args.checkpoint)
     except CheckpointError as e:
@@ -50,12 +50,23 @@ def main(argv=None):
               f"this machine's {memory / 2**30:,.1f} GiB; ask for fewer sequences or steps", file=sys.stderr)
         return 2
     keep_freed_memory()
-    xs = sample(params, config, args.steps, args.n, np.random.default_rng(args.seed))  # (T, B, D)
     from .data import Normalizer
 
     normalizer = Normalizer.from_arrays(ck["data_arrays"]) if ck["data_arrays"] else None
-    if normalizer is not None:
-        xs = normalizer.denormalize(xs)
+    # (np.errstate: values too large for the arithmetic become the NaN or Inf refused below, in one line,
+    # rather than RuntimeWarnings on the way)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        xs = sample(params, config, args.steps, args.n, np.random.default_rng(args.seed))  # (T, B, D)
+        bad = None
+        if not np.isfinite(xs).all():
+            bad = "the model generated NaN or Inf (parameters too large to compute with)"
+        elif normalizer is not None:
+            xs = normalizer.denormalize(xs)
+            if not np.isfinite(xs).all():
+                bad = "the samples overflow once data/mean and data/std are applied"
+    if bad is not None:  # a finite but absurd checkpoint (hand-edited or damaged): nothing is written
+        print(f"error: {args.checkpoint}: {bad}; nothing written", file=sys.stderr)
+        return 2
     out = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
     try:
         wrote = write_outputs(out, xs, ck["data_arrays"])

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from . import data as datalib
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .cli import DefaultsFormatter, non_empty, non_negative_int, positive
+from .cli import DefaultsFormatter, non_empty, non_negative_int, parse_args, physical_memory, positive
 from .files import atomic_file
 from .model import MODELS, VRNNConfig, backward, forward, init_params
 from .optim import Adam, clip_by_global_norm
@@ -114,6 +114,10 @@ RUN_FLAGS = ("tiny", "data", "model", "cell", "z_dim", "h_dim", "feat_dim", "n_l
              "valid_draws", "dtype", "seed", "split_seed", "no_plots")
 
 
+# Flags whose None means "not given": resolve_args fills them in (from --tiny's preset or the defaults).
+FILLED_LATER = set(DEFAULTS) | {"split_seed", "out"}
+
+
 def explicit_flags(argv):
     """The destinations of the options actually written in ``argv`` (not filled in by a default)."""
     p = build_parser()
@@ -131,7 +135,11 @@ def restore_run_flags(args, explicit):
     actions = {action.dest: action for action in build_parser()._actions}
     for key, value in stored.items():
         if key in RUN_FLAGS and key not in explicit:
-            setattr(args, key, stored_flag(actions[key], value, f"{path}: train_state/args/{key}"))
+            where = f"{path}: train_state/args/{key}"
+            if value is None and actions[key].default is not None and key not in FILLED_LATER:
+                raise TrainError(f"{where}: null, but this flag always has a value (its default is "
+                                 f"{actions[key].default!r})")
+            setattr(args, key, stored_flag(actions[key], value, where))
     if "split_seed" not in stored and "split_seed" not in explicit:  # a run started before --split-seed
         args.split_seed = state.get("data", {}).get("seed", args.seed)  # ... split its data with --seed
     args.out = out
@@ -160,7 +168,7 @@ def stored_flag(action, value, where):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         if args.resume:
             args = restore_run_flags(args, explicit_flags(argv))
@@ -240,6 +248,7 @@ def run_training(args, held):
                                 sigma_min=args.sigma_min, cell=args.cell, output=output)
         except ValueError as e:
             raise TrainError(e) from None
+        check_model_fits(config, dtype)
         params = init_params(config, args.seed, dtype)
         opt = Adam(lr=args.lr)
         state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "bad_epochs": 0, "history": [],
@@ -386,6 +395,40 @@ def run_training(args, held):
     print(f"done in {time.time() - t_start:.1f} s: {args.out}/ holds last.npz, best.npz, metrics.jsonl"
           + ("" if args.no_plots else " and the plots"))
     return 0
+
+
+def parameter_count_bound(config):
+    """An upper bound on the number of parameters ``init_params(config)`` builds (every MLP and head counted
+    for every model), computed without building them: sizes too large to allocate are refused first."""
+    D, Z, H, F, K, L = (config.x_dim, config.z_dim, config.h_dim, config.feat_dim, config.n_mix,
+                        config.n_layers)
+    mlp = lambda n_in: n_in * F + F + (L - 1) * (F * F + F)  # first layer, then L - 1 square ones
+    heads = 2 * (F + 1) * Z * 2 + (F + 1) * (2 * D * K + K + 6 * K + 1 + 2 * D)  # prior, enc; every output
+    cell = 4 * H * (2 * F + H + 2)  # the LSTM's four gates (the GRU has three)
+    return mlp(D) + mlp(Z) + mlp(H) + 2 * mlp(F + H) + heads + cell
+
+
+# Copies of the parameters a training holds: the parameters, their gradients, Adam's two moments, the
+# last finite state (two buffers of three rows), and working room.
+COPIES_IN_TRAINING = 12
+
+
+def gib(n_bytes):
+    """A byte count in GiB, readable however large (sizes typed by a user can have hundreds of digits)."""
+    n = n_bytes // 2**30
+    return f"{n:,}" if n < 10**12 else f"10^{len(str(n)) - 1}"
+
+
+def check_model_fits(config, dtype, memory=None):
+    """Refuse, in one line naming the size flags, a model whose training would need more than half of the
+    memory: its parameters would be allocated (and fail, or swap) before the first step."""
+    memory = physical_memory() if memory is None else memory
+    need = parameter_count_bound(config) * COPIES_IN_TRAINING * np.dtype(dtype).itemsize
+    if memory and need > memory // 2:
+        raise TrainError(f"--h-dim {config.h_dim}, --z-dim {config.z_dim}, --feat-dim {config.feat_dim}, "
+                         f"--n-mix {config.n_mix}, --n-layers {config.n_layers}: a model of that size needs "
+                         f"about {gib(need)} GiB to train, more than half of the "
+                         f"{memory / 2**30:.1f} GiB of memory; choose smaller sizes")
 
 
 @contextmanager

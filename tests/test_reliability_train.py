@@ -311,3 +311,26 @@ def test_a_hand_edited_stored_flag_is_one_error_line_on_resume(tmp_path, capsys,
     assert trainmod.main(["--resume", "--out", out, "--epochs", "2"]) == 2
     line = _error_line(capsys)
     assert message in line and "last.npz" in line, line
+
+
+@pytest.mark.parametrize("model", ["rnn-gauss", "rnn-gmm", "vrnn-i-gauss", "vrnn-gauss", "vrnn-gmm"])
+@pytest.mark.parametrize("cell, output, n_layers", [("gru", "auto", 1), ("lstm", "auto", 3), ("gru", "pen", 2)])
+def test_the_parameter_bound_before_allocation_covers_every_variant(model, cell, output, n_layers):
+    """train refuses sizes that cannot fit from this bound, before init_params allocates: it must never be
+    below the real count (or a model that fits could be refused)."""
+    from minivrnn.model import VRNNConfig, init_params
+
+    config = VRNNConfig(x_dim=3 if output == "pen" else 7, z_dim=5, h_dim=11, feat_dim=13, n_mix=4, model=model,
+                        cell=cell, output=output, n_layers=n_layers)
+    count = sum(v.size for v in init_params(config).values())
+    assert count <= trainmod.parameter_count_bound(config) <= 4 * count  # (loose only by small factors)
+
+
+def test_paper_sized_models_fit_and_absurd_ones_are_refused_in_one_line():
+    from minivrnn.model import VRNNConfig
+
+    paper = VRNNConfig(x_dim=200, z_dim=64, h_dim=2000, feat_dim=600, model="vrnn-gmm", n_mix=20)
+    trainmod.check_model_fits(paper, np.float32, memory=16 * 2**30)  # a laptop trains it
+    with pytest.raises(trainmod.TrainError, match=r"--h-dim 2000000.*more than half of the 16.0 GiB"):
+        trainmod.check_model_fits(VRNNConfig(x_dim=200, z_dim=64, h_dim=2_000_000, feat_dim=600),
+                                  np.float32, memory=16 * 2**30)
