@@ -47,6 +47,8 @@ VOICES = [
     ("asterisk-core-sounds-it-g722", "it_IT_m_Carlo", "Carlo Flora"),
     ("asterisk-core-sounds-ru-g722", "ru_RU_f_IvrvoiceRU", "IvrvoiceRU (Maxim Topal)"),
 ]
+SPEAKERS = list(dict.fromkeys(name for _, _, name in VOICES))  # group id -> speaker, in order of first voice
+SOUNDS = "usr/share/asterisk/sounds"  # where the packages put the voice folders, under the unpacked root
 PROMPTS = [f"digits/{i}" for i in range(20)]  # the numbers zero to nineteen, in each language
 
 TRIM_FRAME = 160  # 10 ms at 16 kHz: the unit in which silence is measured
@@ -88,19 +90,23 @@ def trim_silence(samples):
 
 def build_speech(root):
     """The spoken numbers 0-19 of five voices (four speakers), trimmed, as one int16 waveform per prompt."""
-    sounds = root / "usr/share/asterisk/sounds"
-    speakers = list(dict.fromkeys(name for _, _, name in VOICES))
+    sounds = root / SOUNDS
     waves, group, names = [], [], []
     for _, folder, speaker in VOICES:
         for prompt in PROMPTS:
             waves.append(trim_silence(decode_g722(sounds / folder / f"{prompt}.g722")))
-            group.append(speakers.index(speaker))
+            group.append(SPEAKERS.index(speaker))
             names.append(f"{folder}/{prompt}")
+    return speech_arrays(waves, group, names)
+
+
+def speech_arrays(waves, group, names):
+    """int16 waveforms of the VOICES' speakers, in the documented layout (build_speech_corpus.py too)."""
     return dict(
         data=np.concatenate(waves),
         offsets=_offsets(waves),
         group=np.array(group, dtype=np.int64),
-        group_names=np.array(speakers),
+        group_names=np.array(SPEAKERS),
         names=np.array(names),
         kind=np.array("speech"),
         sample_rate=np.array(SAMPLE_RATE, dtype=np.int64),
@@ -320,7 +326,8 @@ def _offsets(sequences):
 
 def _show(path):
     """A path relative to the repository when it is inside it."""
-    return path.relative_to(REPO) if path.resolve().is_relative_to(REPO) else path
+    resolved = path.resolve()
+    return resolved.relative_to(REPO) if resolved.is_relative_to(REPO) else path
 
 
 def save(path, arrays):
