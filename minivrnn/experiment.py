@@ -38,7 +38,7 @@ TABLE1 = ("rnn-gauss", "rnn-gmm", "vrnn-i-gauss", "vrnn-gauss", "vrnn-gmm")  # t
 # enough for a lesson or CI: it shows the machinery, not the paper's ordering.
 FULL = dict(z_dim=32, h_dim=128, feat_dim=128, epochs=100, patience=30, batch_size=32, max_len=40, lr=1e-3,
             valid_draws=5, samples=50)
-QUICK = dict(z_dim=8, h_dim=32, feat_dim=32, epochs=4, patience=30, batch_size=32, max_len=40, lr=3e-3,
+QUICK = dict(z_dim=8, h_dim=32, feat_dim=32, epochs=40, patience=30, batch_size=32, max_len=40, lr=3e-3,
              valid_draws=1, samples=10)
 BUDGET_FLAGS = tuple(FULL)
 RESULT = "result.json"

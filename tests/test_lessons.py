@@ -1,5 +1,6 @@
 """The lessons: every notebook in lessons/ runs top to bottom, together they teach eqs. (1)-(10) (each written
-out with its number), and the committed copies carry no outputs.
+out with its number), and the committed copies carry their outputs (from ``python lessons/execute.py``), so
+that a reader sees the numbers and plots without running anything.
 
 Each notebook is executed with nbclient in a fresh ``python3`` kernel, from inside lessons/, with
 ``MINIVRNN_LESSON_SMALL=1`` (the notebooks then pick tiny sizes and finish in seconds), so a lesson broken by
@@ -59,10 +60,20 @@ def test_every_equation_is_displayed_with_its_number():
     assert not missing, f"no lesson displays equation(s) {missing} as $$ ... (N)$$"
 
 
+MAX_NOTEBOOK_BYTES = 1_500_000  # PNG figures of sensible sizes fit well within this
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_committed_notebook_has_no_outputs(path):
-    """Outputs (plots, audio) would bloat the repository and every diff: commit notebooks cleared."""
-    dirty = [i for i, cell in enumerate(_read(path).cells)
-             if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)]
-    assert not dirty, (f"{path.name}: code cells {dirty} carry outputs or execution counts; clear them "
-                       f"(e.g. jupyter nbconvert --clear-output --inplace {path.name})")
+def test_committed_notebook_carries_its_outputs(path):
+    """Every code cell was run (by lessons/execute.py) and shows something; none shows an error; figures are
+    PNG; the stored notebook stays modest."""
+    cells = [c for c in _read(path).cells if c.cell_type == "code"]
+    blank = [i for i, c in enumerate(cells) if not c.outputs]
+    errors = [i for i, c in enumerate(cells) if any(o.output_type == "error" or "Traceback" in o.get("text", "")
+                                                     for o in c.outputs)]
+    svg = [i for i, c in enumerate(cells) if any("image/svg+xml" in o.get("data", {}) for o in c.outputs)]
+    rerun = f"run python lessons/execute.py {path.name}"
+    assert not blank, f"{path.name}: code cells {blank} (counting code cells from 0) have no output; {rerun}"
+    assert not errors, f"{path.name}: code cells {errors} show an error"
+    assert not svg, f"{path.name}: code cells {svg} store SVG figures; store PNG"
+    assert path.stat().st_size <= MAX_NOTEBOOK_BYTES, f"{path.name}: {path.stat().st_size:,} bytes stored"
