@@ -101,14 +101,22 @@ def evaluate_checkpoint(checkpoint, *, split="test", samples=50, seed=0, batch_s
     `evaluation.evaluate_terms`). Raises CheckpointError, DataError or EvaluateError with a one-line message.
     """
     check_samples(samples)  # before any loading: an absurd S is refused at once
-    ck = load_checkpoint(checkpoint)
+    config, params, seqs = load_for_evaluation(checkpoint, split, data)
+    return config, evaluate_sequences(checkpoint, config, params, seqs, split=split, samples=samples, seed=seed,
+                                      batch_size=batch_size)
+
+
+def load_for_evaluation(checkpoint, split="test", data=None, ck=None):
+    """(config, float64 parameters, the sequences of ``split``) of a checkpoint (``ck``: already loaded), on
+    the run's own splits (or ``data``): its test split was never trained on."""
+    ck = load_checkpoint(checkpoint) if ck is None else ck
     config, source = ck["config"], ck["train_state"].get("data", {})
     if data is None and "source" not in source:
         raise CheckpointError(f"{checkpoint}: train_state/data/source: missing, so the data it was "
                               f"trained on is unknown; name the data with --data")
     splits = datalib.load_splits(data or source["source"], frame_size=source.get("frame_size", 200),
                                  heldout=source.get("heldout", "utterance"), split_seed=source.get("seed", 0),
-                                 dtype=np.float64)  # the run's own splits: its test split was never trained on
+                                 dtype=np.float64)
     if splits.x_dim != config.x_dim:
         raise datalib.DataError(splits.source, f"frames have {splits.x_dim} dimensions but the checkpoint "
                                                f"expects x_dim = {config.x_dim}")
@@ -116,9 +124,13 @@ def evaluate_checkpoint(checkpoint, *, split="test", samples=50, seed=0, batch_s
         raise datalib.DataError(splits.source, f"is {splits.kind} data but the checkpoint {checkpoint} has "
                                                f"the {config.output_kind} output (pen strokes go with the pen "
                                                f"output, and only they)")
-    seqs = getattr(splits, split)
-    check_samples(samples, max(1, min(batch_size, len(seqs))))  # the batches as they will be
     params = {k: v.astype(np.float64) for k, v in ck["params"].items()}
+    return config, params, getattr(splits, split)
+
+
+def evaluate_sequences(checkpoint, config, params, seqs, *, split, samples, seed, batch_size):
+    """Every sequence's values (see `evaluate_checkpoint`), in batches of similar lengths, S samples each."""
+    check_samples(samples, max(1, min(batch_size, len(seqs))))  # the batches as they will be
     rng = np.random.default_rng(seed)
     values = {name: np.empty(len(seqs)) for name in TERMS}
     for indices, x, mask in datalib.batches_by_length(seqs, batch_size):
@@ -131,7 +143,7 @@ def evaluate_checkpoint(checkpoint, *, split="test", samples=50, seed=0, batch_s
         raise EvaluateError(f"{checkpoint}: the {' and the '.join(bad)} of some {split} sequences are not finite "
                             f"(NaN or Inf): the parameters give no usable density on this data")
     values["steps"] = np.array([len(s) for s in seqs])
-    return config, values
+    return values
 
 
 def summarise(values):
@@ -173,16 +185,20 @@ def csv_path(args, latent):
 
 
 def evaluate(args):
-    path = csv_path(args, load_checkpoint(args.checkpoint)["config"].latent)
+    check_samples(args.samples)  # before any loading: an absurd S is refused at once
+    ck = load_checkpoint(args.checkpoint)
+    path = csv_path(args, ck["config"].latent)
     if os.path.exists(path) and not args.overwrite:  # checked before the work, not after it
         raise EvaluateError(f"{path}: an evaluation with these settings exists; pass --overwrite to replace it")
-    config, values = evaluate_checkpoint(args.checkpoint, split=args.split, samples=args.samples,
-                                         seed=args.seed, batch_size=args.batch_size, data=args.data)
+    config, params, seqs = load_for_evaluation(args.checkpoint, args.split, args.data, ck)
+    settings = dict(split=args.split, batch_size=args.batch_size)
+    values = evaluate_sequences(args.checkpoint, config, params, seqs, samples=args.samples, seed=args.seed,
+                                **settings)
     more = None
-    if args.check_samples and config.latent:
+    if args.check_samples and config.latent:  # 4S samples, with noise of their own
         check_samples(4 * args.samples)
-        more = evaluate_checkpoint(args.checkpoint, split=args.split, samples=4 * args.samples,
-                                   seed=args.seed + 1, batch_size=args.batch_size, data=args.data)[1]
+        more = evaluate_sequences(args.checkpoint, config, params, seqs, samples=4 * args.samples,
+                                  seed=args.seed + 1, **settings)
     columns = (["elbo", "rec", "kl", f"log_likelihood_is_{args.samples}", "ess"] if config.latent
                else ["log_likelihood_exact"])
     with atomic_file(path, suffix=".csv") as tmp:  # a failure leaves an earlier CSV as it was; names ``path``

@@ -183,8 +183,10 @@ def train_and_evaluate(args, model, seed, folder):
         raise KeyboardInterrupt
     if code == 2:
         raise ExperimentError(f"{model} seed {seed}: train stopped: {last_error(log)} (see {log})")
-    metrics = os.path.join(folder, "metrics.jsonl")
-    history = [json.loads(line) for line in open(metrics)] if os.path.exists(metrics) else []
+    history = []
+    if os.path.exists(os.path.join(folder, "metrics.jsonl")):  # (a run that diverged at once has none)
+        with open(os.path.join(folder, "metrics.jsonl")) as f:
+            history = [json.loads(line) for line in f]
     result = {"model": model, "seed": seed, "split_seed": args.split_seed, "epochs": len(history),
               "train_seconds": round(time.time() - start, 1), "status": "diverged" if code == 3 else "ok"}
     if code == 0:  # a diverged run (exit 3) is reported as such, not evaluated
@@ -205,7 +207,8 @@ def train_and_evaluate(args, model, seed, folder):
 
 
 def last_error(log):
-    lines = [line.strip() for line in open(log) if line.startswith("error:")]
+    with open(log) as f:
+        lines = [line.strip() for line in f if line.startswith("error:")]
     return lines[-1][len("error:"):].strip() if lines else "no error line"
 
 
