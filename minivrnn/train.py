@@ -622,15 +622,15 @@ def evaluate_bound(params, config, seqs, batch_size, seed, draws=1):
     rng = np.random.default_rng([seed, 12345])
     dtype = params["phi_x.l0.W"].dtype
     longest = max(len(s) for s in seqs)
+    n_draws = draws if config.latent else 1  # (an RNN's bound is exact: no noise to average)
     total, kl_sum, kl_count = 0.0, np.zeros(longest), np.zeros(longest)
     for _, x, mask in datalib.batches_by_length(seqs, batch_size):  # (T, B, D), (T, B)
-        for _ in range(draws if config.latent else 1):  # (an RNN's bound is exact: no noise to average)
+        for _ in range(n_draws):
             eps = rng.standard_normal(x.shape[:2] + (config.z_dim,)).astype(dtype)
             result, _ = forward(params, config, x, mask, eps)
             total += result["loss"] * x.shape[1]
             kl_sum[:x.shape[0]] += result["kl"].sum(axis=1)
             kl_count[:x.shape[0]] += mask.sum(axis=1)
-    n_draws = draws if config.latent else 1
     return total / (n_draws * len(seqs)), total / kl_count.sum(), kl_sum / np.maximum(kl_count, 1)
 
 
