@@ -163,8 +163,8 @@ def test_the_compiled_chain_matches_the_readable_engine_in_every_layout(cell, n_
         width = 16 if layout == "tiles" else 4  # 16: the pieces (4, then 8 wide) are joined; 4: copied as they are
         monkeypatch.setattr(mm, "TILE_WIDTH", width)
         pieces = [[np.zeros((8, 4))] + [np.zeros((8, 8))] * (4 if cell == "lstm" else 3)]
-        blocks, depth = mm.chain_operand(pieces, 4)
-        assert blocks.shape == (-(-sum(p.shape[1] for p in pieces[0]) // width), 8, width) and depth == 3
+        tiles = mm.chain_operand(pieces, 4)  # 8 rows deep: tiles of 3, 3 and 2 rows (padded to 3)
+        assert tiles.shape == (-(-sum(p.shape[1] for p in pieces[0]) // width), 3, 3, width)
         copied = []  # the arrays copied into blocks: joined weights, or the pieces themselves
         copy = mm._copy_column_blocks
         monkeypatch.setattr(mm, "_copy_column_blocks", lambda W, blocks: copied.append(W) or copy(W, blocks))
@@ -201,16 +201,16 @@ def test_the_loops_blocks_are_rewritten_into_the_same_arrays_at_every_step(monke
     x, mask, eps = rng.normal(size=(5, 3, 3)), np.ones((5, 3)), rng.normal(size=(5, 3, 2))
     first, other = init_params(config, seed=1), init_params(config, seed=2)
     loss, grads = loss_and_grads(first, config, x, mask, eps)
-    blocks = chain._operands(chain._weights(first, config, np.float64)[1], ["W_hcat"], 3, 1)["W_hcat"][0]
+    tiles = chain._operands(chain._weights(first, config, np.float64)[1], ["W_hcat"], 3, 1)["W_hcat"]
     loss_and_grads(other, config, x, mask, eps)
     again, grads_again = loss_and_grads(first, config, x, mask, eps)
     assert again == loss
     for k in grads:
         np.testing.assert_array_equal(grads_again[k], grads[k], err_msg=k)
-    assert chain._operands(chain._weights(first, config, np.float64)[1], ["W_hcat"], 3, 1)["W_hcat"][0] is blocks
+    assert chain._operands(chain._weights(first, config, np.float64)[1], ["W_hcat"], 3, 1)["W_hcat"] is tiles
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])  # each cell has its own compiled chain loops (chain._compiled)
+@pytest.mark.parametrize("cell", ["gru", "lstm"])  # each cell has its own entry points (chain.FORWARD, BACKWARD)
 def test_results_do_not_depend_on_the_thread_count(monkeypatch, cell):
     """The batch is split into one chunk per thread, and the products over all T*B rows into one block of rows
     per thread; each sequence's arithmetic is the same either way (up to the order of the weight-gradient sum)."""

@@ -14,7 +14,9 @@ docs/performance.md, section "What each piece of the speed layer buys":
                  the prior, decoder, densities and KL of every step are single passes after the loop, and
                  every weight gradient is one matrix product over all rows.
 - chain.py       that loop: the VRNN's sequential chain (encoder -> z_t -> phi_z -> recurrence) and its
-                 backprop through time, compiled, with the batch split over threads when a step is big.
+                 backprop through time, compiled, with the batch split over threads when a step is big. Its
+                 time step is a row of step functions named after readable.py's parts, in the same order,
+                 over named records; one pair of loops per cell.
 - gru.py, lstm.py   the RNN baselines' recurrence over a whole sequence in a compiled time loop; the gate
                  arithmetic of one step, shared with chain.py.
 - activations.py, linear.py, gaussian.py, gmm.py, kl.py, pen.py, heads.py, recurrent.py

@@ -40,6 +40,12 @@ kernel = njit(**KERNEL_OPTIONS)  # the decorator: @kernel in place of @njit(cach
 # itself, so that the caller's loop still vectorises (LLVM does not inline one that returns a tuple).
 scalar_helper = njit(inline="always", **KERNEL_OPTIONS)
 
+# For the pieces a compiled loop is written in (chain.py's step functions): inlined by Numba into the loop that
+# calls them, so that the loop compiles as one function, as if written in one piece. Compiled apart, each piece
+# would pay Numba's fixed cost per function on a first run (measured: docs/performance.md, "The sequential chain
+# in compiled loops").
+loop_step = njit(inline="always", **KERNEL_OPTIONS)
+
 FORCE_PLAIN_ENV = "MINIVRNN_FORCE_PLAIN_KERNELS"
 FORCED_PLAIN = os.environ.get(FORCE_PLAIN_ENV, "").strip() not in ("", "0")
 

@@ -121,21 +121,26 @@ TILED_MIN_WORK = 2**19
 
 
 def chain_operand(W, rows, empty=np.empty):
-    """W (K, N) in the form ``dot_blocks`` multiplies ``rows``-row left operands by: (blocks, depth), with
-    ``blocks`` (n, K, width) W's columns in blocks, zero-padded at the end (``column_blocks``), multiplied
-    ``depth`` rows of a block at a time. A product too small to gain, or with rows so many that no tile fits the
-    small-matrix path, is W itself, one block as deep as W: (W[None], K).
+    """W (K, N) in the form ``dot_blocks`` multiplies ``rows``-row left operands by: tiles (n, m, depth, width),
+    W's columns in n blocks of ``width`` (the last zero-padded: ``column_blocks``), each block cut into m tiles of
+    ``depth`` of its rows (the last tile's rows past K are never read). A product too small to gain, or with rows
+    so many that no tile fits the small-matrix path, is W itself as one tile: W[None, None] (1, 1, K, N). Its
+    shape says how it is cut, so that the chain's records hold each operand as one array.
 
     W may also be given in pieces, the nested list ``np.block`` would join (``[[A, B]]`` for [A | B],
     ``[[A], [B]]`` for A above B): the blocks are then copied from the pieces, without joining them first.
-    ``empty(shape, dtype)`` makes the array of blocks (the chain passes one that reuses an array on 2 MiB
+    ``empty(shape, dtype)`` makes the array of tiles (the chain passes one that reuses an array on 2 MiB
     pages: memory.py)."""
     pieces = _as_pieces(W)
     K, N = _joined_shape(pieces)
     depths = [d for d in TILE_DEPTHS if rows * d * TILE_WIDTH <= SMALL_GEMM_MNK]
     if rows * K * N < TILED_MIN_WORK or not depths or (N <= TILE_WIDTH and K <= depths[0]):
-        return np.ascontiguousarray(_joined(pieces))[None], K
-    return column_blocks(pieces, min(TILE_WIDTH, N), empty), depths[0]
+        return np.ascontiguousarray(_joined(pieces))[None, None]
+    depth, width = depths[0], min(TILE_WIDTH, N)
+    tiles = empty((_ceil_div(N, width), _ceil_div(K, depth), depth, width), pieces[0][0].dtype)
+    # the blocks (n, K, width) are the tiles' first K rows of each block, rows past K left as they are
+    column_blocks(pieces, width, lambda shape, dtype: tiles.reshape(shape[0], -1, width)[:, :K])
+    return tiles
 
 
 def column_blocks(W, width, empty=np.empty):
@@ -226,18 +231,18 @@ def _tn_kernel(a, b, partial, n_chunks):
 
 
 @kernel
-def dot_blocks(a, operand, out):
-    """out = a @ W for W given as ``chain_operand(W, rows)``; a (rows, K), out (rows, N): for each block of
-    columns, the sum over its tiles of a[:, k0:k1] @ tile, added up inside BLAS (the padding is never
+def dot_blocks(a, tiles, out):
+    """out = a @ W for W given as ``tiles = chain_operand(W, rows)``; a (rows, K), out (rows, N): for each block
+    of columns, the sum over its tiles of a[:, k0:k1] @ tile, added up inside BLAS (the padding is never
     multiplied)."""
-    blocks, depth = operand
-    K, width, N = blocks.shape[1], blocks.shape[2], out.shape[1]
-    for i in range(blocks.shape[0]):
+    K, depth, width, N = a.shape[1], tiles.shape[2], tiles.shape[3], out.shape[1]
+    for i in range(tiles.shape[0]):
         j0 = i * width
         j1 = min(j0 + width, N)
-        for k0 in range(0, max(K, 1), max(depth, 1)):  # (K = 0: one empty product, which sets out to 0)
+        for k in range(tiles.shape[1]):  # (K = 0: one empty product, which sets out to 0)
+            k0 = k * depth
             k1 = min(k0 + depth, K)
-            gemm(a[:, k0:k1], blocks[i, k0:k1, :j1 - j0], out[:, j0:j1], k0 > 0)
+            gemm(a[:, k0:k1], tiles[i, k, :k1 - k0, :j1 - j0], out[:, j0:j1], k > 0)
 
 
 @kernel

@@ -17,7 +17,7 @@ def n_chunks(rows, work, min_work):
 
     Each caller passes its own threshold, a named constant beside it with its reason, because the work is
     counted differently: matmul.py counts a whole product over all T*B rows, split once per product; chain.py
-    counts one time step of the chain (B rows), whose chunks synchronise at every step of the loop."""
+    counts one time step of the chain (B rows), whose products each chunk's loop makes at every step."""
     if work < min_work:
         return 1
     return max(1, min(rows, numba.get_num_threads()))

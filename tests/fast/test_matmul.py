@@ -76,13 +76,18 @@ def test_small_products_stay_one_call():
     assert n_chunks(800, mm.PARALLEL_MIN_WORK - 1, mm.PARALLEL_MIN_WORK) == 1
 
 
-def _dot_blocks_in_both_dtypes(rng, a, W, operand):
-    """dot_blocks with ``operand`` gives a @ W, in float64 and in float32."""
+def _blocks(tiles, K):
+    """The column blocks (n, K, width) that ``tiles`` (n, m, depth, width) cut in depth: each block's first K rows."""
+    return tiles.reshape(tiles.shape[0], -1, tiles.shape[3])[:, :K]
+
+
+def _dot_blocks_in_both_dtypes(rng, a, W, tiles):
+    """dot_blocks with ``tiles`` gives a @ W, in float64 and in float32."""
     out = np.full((a.shape[0], W.shape[1]), np.nan)  # every entry must be written
-    mm.dot_blocks(a, operand, out)
+    mm.dot_blocks(a, tiles, out)
     np.testing.assert_allclose(out, a @ W, rtol=1e-12, atol=1e-12)
     out32 = np.full(out.shape, np.nan, np.float32)
-    mm.dot_blocks(a.astype(np.float32), (operand[0].astype(np.float32), operand[1]), out32)
+    mm.dot_blocks(a.astype(np.float32), tiles.astype(np.float32), out32)
     np.testing.assert_allclose(out32, a @ W, rtol=1e-4, atol=1e-4 * np.sqrt(W.shape[0]))
 
 
@@ -93,13 +98,14 @@ def test_chain_weights_are_cut_into_tiles_that_make_up_the_whole(rng, rows, K, N
     # Blocks of 64 columns (the last zero-padded: 100 = 64 + 36), multiplied 128 rows deep, or less where B is
     # so large that rows * 128 * 64 would leave OpenBLAS's small-matrix path (1e6 multiply-adds).
     W = rng.normal(size=(K, N))
-    blocks, got_depth = mm.chain_operand(W, rows)
+    tiles = mm.chain_operand(W, rows)
     n = -(-N // mm.TILE_WIDTH)
-    assert blocks.shape == (n, K, mm.TILE_WIDTH) and got_depth == depth
+    assert tiles.shape == (n, -(-K // depth), depth, mm.TILE_WIDTH)  # the last tile's rows past K: never read
     assert rows * depth * mm.TILE_WIDTH <= mm.SMALL_GEMM_MNK
+    blocks = _blocks(tiles, K)
     np.testing.assert_array_equal(np.concatenate(list(blocks), axis=1)[:, :N], W)
     np.testing.assert_array_equal(np.concatenate(list(blocks), axis=1)[:, N:], 0)
-    _dot_blocks_in_both_dtypes(rng, rng.normal(size=(rows, K)), W, (blocks, got_depth))
+    _dot_blocks_in_both_dtypes(rng, rng.normal(size=(rows, K)), W, tiles)
 
 
 @pytest.mark.parametrize("rows, K, N", [(16, 32, 128), (16, 96, 32), (32, 128, 64), (16, 128, 128),
@@ -108,17 +114,17 @@ def test_small_products_and_very_many_rows_keep_the_weight_whole(rng, rows, K, N
     # Under 2^19 multiply-adds a tile's call costs more than it saves (the tiny model's products); within one
     # tile already (32 x 128 x 64); or 500 rows: even 500 x 32 x 64 tiles would exceed 1e6 multiply-adds.
     W = rng.normal(size=(K, N))
-    blocks, depth = mm.chain_operand(W, rows)
-    assert blocks.shape == (1, K, N) and depth == K
-    np.testing.assert_array_equal(blocks[0], W)
-    _dot_blocks_in_both_dtypes(rng, rng.normal(size=(rows, K)), W, (blocks, depth))
+    tiles = mm.chain_operand(W, rows)
+    assert tiles.shape == (1, 1, K, N)
+    np.testing.assert_array_equal(tiles[0, 0], W)
+    _dot_blocks_in_both_dtypes(rng, rng.normal(size=(rows, K)), W, tiles)
 
 
 def test_a_weight_narrower_than_a_tile_is_one_block_cut_in_depth(rng):
     W = rng.normal(size=(1536, 40))
-    blocks, depth = mm.chain_operand(W, 32)
-    assert blocks.shape == (1, 1536, 40) and depth == 128  # 12 tiles of 128 x 40, added up
-    _dot_blocks_in_both_dtypes(rng, rng.normal(size=(32, 1536)), W, (blocks, depth))
+    tiles = mm.chain_operand(W, 32)
+    assert tiles.shape == (1, 12, 128, 40)  # 12 tiles of 128 x 40, added up
+    _dot_blocks_in_both_dtypes(rng, rng.normal(size=(32, 1536)), W, tiles)
 
 
 @pytest.mark.parametrize("N", [1, 100, 800, 2001])
@@ -165,18 +171,18 @@ def test_a_weight_in_pieces_makes_the_blocks_of_the_joined_weight(rng, case):
     blocks = mm.column_blocks(pieces, 64)
     np.testing.assert_array_equal(blocks, mm.column_blocks(W, 64))
     np.testing.assert_array_equal(np.concatenate(list(blocks), axis=1)[:, :W.shape[1]], W)
-    operand = mm.chain_operand(pieces, 32)
-    assert operand[0].shape[0] == 1 or operand[0].shape[2] == mm.TILE_WIDTH
-    _dot_blocks_in_both_dtypes(rng, rng.normal(size=(32, W.shape[0])), W, operand)
+    tiles = mm.chain_operand(pieces, 32)
+    assert tiles.shape[0] == 1 or tiles.shape[3] == mm.TILE_WIDTH
+    _dot_blocks_in_both_dtypes(rng, rng.normal(size=(32, W.shape[0])), W, tiles)
 
 
 def test_small_weights_in_pieces_are_joined_into_one_block(rng):
     pieces = [[rng.normal(size=(16, 8)) for _ in range(3)]]
-    blocks, depth = mm.chain_operand(pieces, 16)
-    assert blocks.shape == (1, 16, 24) and depth == 16 and blocks.flags.c_contiguous
-    np.testing.assert_array_equal(blocks[0], np.block(pieces))
+    tiles = mm.chain_operand(pieces, 16)
+    assert tiles.shape == (1, 1, 16, 24) and tiles.flags.c_contiguous
+    np.testing.assert_array_equal(tiles[0, 0], np.block(pieces))
     column = [[rng.normal(size=(8, 16)).T] for _ in range(3)]
-    np.testing.assert_array_equal(mm.chain_operand(column, 16)[0][0], np.block(column))
+    np.testing.assert_array_equal(mm.chain_operand(column, 16)[0, 0], np.block(column))
 
 
 @pytest.mark.parametrize("K, N, width", [(96, 128, 64), (96, 100, 64), (5, 7, 3), (4, 2, 4)])
