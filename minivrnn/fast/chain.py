@@ -70,8 +70,8 @@ class ChainInputs(NamedTuple):
 
 
 class ChainWeights(NamedTuple):
-    """The forward loop's parameters. Each weight it multiplies by is a ``chain_operand`` (matmul.py): W in
-    tiles, for ``dot_blocks``."""
+    """The forward loop's parameters. The four weights named W_* are ``chain_operand``s (matmul.py): W in tiles,
+    for ``dot_blocks``; the stacks of further layers (enc_W, z_W) are plain arrays, for ``np.dot``."""
     b_x: np.ndarray  # (F + G,): the biases of encoder layer 0 and of the cell's input side [b_enc0 | b_i]
     W_hcat: np.ndarray  # [W_enc0h | W_h] (H, F + G): the rows of both that read h_{t-1}
     b_h: np.ndarray  # (G,)
@@ -103,8 +103,8 @@ class ChainStore(NamedTuple):
 
 
 class ChainWeightsT(NamedTuple):
-    """The backward loop's parameters: the transposes of the forward loop's products, as ``chain_operand``s.
-    h_{t-1}'s two readers stay apart here (two products, their gradients added)."""
+    """The backward loop's parameters: the transposes of the forward loop's weights, those named W_* as
+    ``chain_operand``s. h_{t-1}'s two readers stay apart here (two products, their gradients added)."""
     W_enc0hT: np.ndarray  # (F, H)
     W_hT: np.ndarray  # (G, H)
     enc_WT: np.ndarray  # (L - 1, F, F)
